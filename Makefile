@@ -1,0 +1,68 @@
+# Run `make` for the list of targets. Everything installs from uv.lock into .venv.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 4200
+PROFILE ?= sqlite
+DEMO_DAYS ?= 14
+DEMO_EVENTS ?= 20000
+PYTEST_ARGS ?=
+
+export PREFECT_API_URL ?= http://127.0.0.1:$(PORT)/api
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3.11
+
+.PHONY: help setup lint test test-fast up down deploy demo bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(VENV)/.synced ## Create .venv from uv.lock (idempotent)
+
+lint: setup ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint ## Run the whole test suite (unit, dbt, end-to-end)
+	$(BIN)/clickstream stores check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Unit tests only (no server, no worker)
+	$(BIN)/pytest -m "not e2e and not browser and not postgres" $(PYTEST_ARGS)
+
+up: setup ## Start a local Prefect server + worker(s) (PROFILE=sqlite|postgres, PORT=4200)
+	$(BIN)/clickstream stack up --port $(PORT) --profile $(PROFILE)
+
+down: ## Stop the local stack by PID
+	@if [ -x $(BIN)/clickstream ]; then $(BIN)/clickstream stack down; else echo "nothing to stop"; fi
+
+deploy: setup ## Bootstrap the server (pool, dbt-global) and `prefect deploy --all`
+	$(BIN)/clickstream stores check
+	$(BIN)/clickstream bootstrap
+	$(BIN)/prefect --no-prompt deploy --all
+
+demo: setup ## The main job on embedded defaults: stack, data, deploy, backfill, grid
+	@$(BIN)/clickstream stack down >/dev/null
+	$(MAKE) --no-print-directory up
+	$(MAKE) --no-print-directory deploy
+	$(BIN)/python -m clickstream.demo --days $(DEMO_DAYS) --events-per-day $(DEMO_EVENTS)
+
+bench: setup ## Benchmarks -> bench/RESULTS.md
+	$(BIN)/python -m bench.run
+
+clean: down ## Remove generated state (.clickstream/, dbt target)
+	rm -rf .clickstream dbt/target dbt/logs

@@ -1,0 +1,1 @@
+"""Per-store clickstream backfill system."""

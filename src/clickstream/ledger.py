@@ -1,0 +1,282 @@
+"""The partition ledger: what was built, when, from which source slice, and what was dispatched.
+
+It lives outside the store warehouses on purpose: DuckDB lets one process open a file at a
+time (readers included), and planning, ``clickstream status`` and catch-up must read the
+ledger while any store's dbt run holds its warehouse. Default: a SQLite file in WAL mode under
+``.clickstream/``; scale path: ``CLICKSTREAM_LEDGER_URL=postgresql+psycopg2://...``.
+
+Tables
+- ``partition_builds``: one row per (store_id, ds), the latest build outcome (written by the
+  per-store dbt flow).
+- ``partition_dispatches``: one row per (store_id, ds, attempt), written by the orchestrator
+  *before* it creates the child run, so a killed orchestrator's successor finds the run.
+- ``schedule_pauses``: store deployments an orchestrator paused, so they are always resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.exc import OperationalError
+
+from clickstream import paths
+
+BUILD_STATUSES = ("completed", "failed")
+
+metadata = MetaData()
+
+partition_builds = Table(
+    "partition_builds",
+    metadata,
+    Column("store_id", String(40), primary_key=True),
+    Column("ds", Date, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("flow_run_id", String(36)),
+    Column("mart_rows", Integer),
+    Column("events", Integer),
+    Column("sessions", Integer),
+    Column("source_event_count", Integer),
+    Column("source_max_loaded_at", DateTime),
+    Column("fingerprint", String(80)),
+    Column("started_at", DateTime),
+    Column("built_at", DateTime, nullable=False),
+    Column("error", Text),
+)
+
+partition_dispatches = Table(
+    "partition_dispatches",
+    metadata,
+    Column("store_id", String(40), primary_key=True),
+    Column("ds", Date, primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("idempotency_key", String(120), nullable=False),
+    Column("flow_run_id", String(36)),
+    Column("orchestrator_run_id", String(36)),
+    Column("submitted_at", DateTime, nullable=False),
+)
+
+schedule_pauses = Table(
+    "schedule_pauses",
+    metadata,
+    Column("deployment_id", String(36), primary_key=True),
+    Column("store_id", String(40), nullable=False),
+    Column("paused_by", String(36), nullable=False),
+    Column("paused_at", DateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    store_id: str
+    ds: date
+    status: str
+    flow_run_id: str | None
+    fingerprint: str | None
+    built_at: datetime
+    mart_rows: int | None = None
+    events: int | None = None
+    sessions: int | None = None
+    source_event_count: int | None = None
+    source_max_loaded_at: datetime | None = None
+    started_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DispatchRecord:
+    store_id: str
+    ds: date
+    attempt: int
+    idempotency_key: str
+    flow_run_id: str | None
+    orchestrator_run_id: str | None
+    submitted_at: datetime
+
+
+def ledger_url() -> str:
+    env = os.environ.get("CLICKSTREAM_LEDGER_URL")
+    if env:
+        return env
+    return f"sqlite:///{paths.state_dir() / 'ledger.sqlite'}"
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            # WAL: readers never block the writer and vice versa, across processes.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def engine() -> Engine:
+    return _engine_for(ledger_url())
+
+
+def _retrying(fn, attempts: int = 5):
+    """SQLite may answer 'database is locked' under a burst of writers; retry briefly."""
+    for n in range(attempts):
+        try:
+            return fn()
+        except OperationalError:
+            if n == attempts - 1:
+                raise
+            time.sleep(0.2 * (n + 1))
+    return None  # pragma: no cover
+
+
+def _upsert(table: Table, row: dict, keys: Iterable[str]) -> None:
+    eng = engine()
+    key_names = list(keys)
+
+    def run():
+        with eng.begin() as conn:
+            cond = and_(*[table.c[k] == row[k] for k in key_names])
+            conn.execute(delete(table).where(cond))
+            conn.execute(table.insert().values(**row))
+
+    _retrying(run)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def record_build(record: BuildRecord) -> None:
+    if record.status not in BUILD_STATUSES:
+        raise ValueError(f"status must be one of {BUILD_STATUSES}, got {record.status!r}")
+    _upsert(partition_builds, record.__dict__.copy(), ["store_id", "ds"])
+
+
+def read_builds(
+    store_ids: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> dict[tuple[str, date], BuildRecord]:
+    stmt = select(partition_builds)
+    if store_ids is not None:
+        stmt = stmt.where(partition_builds.c.store_id.in_(list(store_ids)))
+    if start is not None:
+        stmt = stmt.where(partition_builds.c.ds >= start)
+    if end is not None:
+        stmt = stmt.where(partition_builds.c.ds <= end)
+    with engine().connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    return {(r["store_id"], r["ds"]): BuildRecord(**r) for r in rows}
+
+
+def delete_builds(store_id: str, days: Iterable[date]) -> int:
+    """Forget build outcomes (operator tool; the next catch-up sees them as missing)."""
+    days = list(days)
+
+    def run():
+        with engine().begin() as conn:
+            res = conn.execute(
+                delete(partition_builds).where(
+                    partition_builds.c.store_id == store_id, partition_builds.c.ds.in_(days)
+                )
+            )
+            return res.rowcount
+
+    return _retrying(run)
+
+
+def record_dispatch(record: DispatchRecord) -> None:
+    _upsert(partition_dispatches, record.__dict__.copy(), ["store_id", "ds", "attempt"])
+
+
+def read_latest_dispatches(
+    store_ids: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> dict[tuple[str, date], DispatchRecord]:
+    """The highest attempt dispatched per partition."""
+    d = partition_dispatches
+    latest = select(d.c.store_id, d.c.ds, func.max(d.c.attempt).label("attempt")).group_by(
+        d.c.store_id, d.c.ds
+    )
+    if store_ids is not None:
+        latest = latest.where(d.c.store_id.in_(list(store_ids)))
+    if start is not None:
+        latest = latest.where(d.c.ds >= start)
+    if end is not None:
+        latest = latest.where(d.c.ds <= end)
+    sub = latest.subquery()
+    stmt = select(d).join(
+        sub,
+        and_(d.c.store_id == sub.c.store_id, d.c.ds == sub.c.ds, d.c.attempt == sub.c.attempt),
+    )
+    with engine().connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    return {(r["store_id"], r["ds"]): DispatchRecord(**r) for r in rows}
+
+
+def count_dispatches(store_id: str | None = None) -> int:
+    stmt = select(func.count()).select_from(partition_dispatches)
+    if store_id is not None:
+        stmt = stmt.where(partition_dispatches.c.store_id == store_id)
+    with engine().connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def record_pause(deployment_id: str, store_id: str, paused_by: str) -> None:
+    _upsert(
+        schedule_pauses,
+        {
+            "deployment_id": deployment_id,
+            "store_id": store_id,
+            "paused_by": paused_by,
+            "paused_at": utcnow(),
+        },
+        ["deployment_id"],
+    )
+
+
+def read_pauses() -> list[dict]:
+    with engine().connect() as conn:
+        return [dict(r) for r in conn.execute(select(schedule_pauses)).mappings().all()]
+
+
+def clear_pause(deployment_id: str) -> None:
+    def run():
+        with engine().begin() as conn:
+            conn.execute(
+                delete(schedule_pauses).where(schedule_pauses.c.deployment_id == deployment_id)
+            )
+
+    _retrying(run)

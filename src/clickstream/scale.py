@@ -1,0 +1,53 @@
+"""The scale profile: Prefect server on PostgreSQL, dbt and the ledger on PostgreSQL.
+
+Configuration only: every switch is an environment variable (see .env.postgres.example).
+"""
+
+from __future__ import annotations
+
+import os
+
+from clickstream.warehouse import pg_dsn
+
+DEFAULT_PREFECT_DB = "prefect_clickstream"
+
+
+def prefect_database_url() -> str:
+    env = os.environ.get("CLICKSTREAM_PREFECT_DATABASE_URL")
+    if env:
+        return env
+    dsn = pg_dsn(os.environ.get("CLICKSTREAM_PREFECT_PG_DATABASE", DEFAULT_PREFECT_DB))
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def ensure_database(name: str) -> bool:
+    """CREATE DATABASE if it does not exist (Postgres has no IF NOT EXISTS for it)."""
+    import psycopg2
+    from psycopg2 import sql
+
+    con = psycopg2.connect(pg_dsn("postgres"))
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (name,))
+            if cur.fetchone():
+                return False
+            cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            return True
+    finally:
+        con.close()
+
+
+def prepare_postgres() -> None:
+    ensure_database(os.environ.get("CLICKSTREAM_PREFECT_PG_DATABASE", DEFAULT_PREFECT_DB))
+    ensure_database(os.environ.get("CLICKSTREAM_PG_DATABASE", "clickstream"))
+
+
+def postgres_reachable(timeout: float = 2.0) -> tuple[bool, str]:
+    import psycopg2
+
+    try:
+        psycopg2.connect(pg_dsn("postgres"), connect_timeout=int(max(timeout, 1))).close()
+        return True, "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable" here
+        return False, f"PostgreSQL not reachable at {pg_dsn('postgres')}: {exc}".strip()

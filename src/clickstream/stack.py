@@ -1,0 +1,256 @@
+"""A local Prefect stack: one server and N process workers as subprocesses, stopped by PID.
+
+Used by ``make up`` / ``make down`` (through ``clickstream stack``) and by the end-to-end
+test fixtures. Everything binds to 127.0.0.1, telemetry is off, leases survive a server
+restart (filesystem lease storage), and workers poll every second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clickstream import paths
+from clickstream.deployments import WORK_POOL
+
+PROFILES = ("sqlite", "postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path = field(default_factory=paths.state_dir)
+    port: int = 4200
+    profile: str = "sqlite"
+    workers: int = 1
+    # Tests turn the scheduler off so the 30-minute store schedules never fire mid-test.
+    scheduler: bool = True
+    database_url: str | None = None  # postgres profile: postgresql+asyncpg://...
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.state_dir / "stack"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.state_dir / "prefect"
+
+
+def client_env(cfg: StackConfig) -> dict[str, str]:
+    """Environment for anything that talks to this stack (CLI, deploy, workers, tests)."""
+    return {
+        "PREFECT_API_URL": cfg.api_url,
+        "PREFECT_UI_URL": cfg.ui_url,
+        "PREFECT_HOME": str(cfg.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+        "CLICKSTREAM_STATE_DIR": str(cfg.state_dir),
+    }
+
+
+def server_env(cfg: StackConfig) -> dict[str, str]:
+    db_url = cfg.database_url
+    if cfg.profile == "sqlite" or not db_url:
+        db_url = f"sqlite+aiosqlite:///{cfg.prefect_home / 'prefect.db'}"
+    env = {
+        **client_env(cfg),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(cfg.port),
+        "PREFECT_API_DATABASE_CONNECTION_URL": db_url,
+        # Leases on disk: a server restart does not lose them, so no slot stays taken.
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
+            "prefect.server.concurrency.lease_storage.filesystem"
+        ),
+        # ENQUEUE re-checks a waiting run every 30 s by default; 5 s drains a store's queue
+        # of regular/manual runs faster (backfills do not rely on it).
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true" if cfg.scheduler else "false",
+        "PREFECT_UI_API_URL": cfg.api_url,
+    }
+    return env
+
+
+def worker_env(cfg: StackConfig) -> dict[str, str]:
+    return {
+        **client_env(cfg),
+        # Poll for new runs every second (default 10 s): dispatch latency per partition.
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+        "PREFECT_RUNNER_HEARTBEAT_FREQUENCY": "30",
+    }
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+class Stack:
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.logs = cfg.state_dir / "logs"
+
+    # -- process bookkeeping -------------------------------------------------------------
+    def _pidfile(self, name: str) -> Path:
+        return self.cfg.stack_dir / f"{name}.pid"
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
+        self.cfg.stack_dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - child keeps the fd
+        full_env = {**os.environ, **env, **self.cfg.extra_env}
+        proc = subprocess.Popen(
+            argv,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(paths.project_dir()),
+            start_new_session=True,  # own process group: stop kills the flow runs it started
+        )
+        self._pidfile(name).write_text(str(proc.pid))
+        return proc.pid
+
+    def pids(self) -> dict[str, int]:
+        out = {}
+        if self.cfg.stack_dir.is_dir():
+            for f in sorted(self.cfg.stack_dir.glob("*.pid")):
+                with contextlib.suppress(ValueError):
+                    out[f.stem] = int(f.read_text().strip())
+        return out
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start_server(self, timeout: float = 120.0) -> None:
+        self.cfg.prefect_home.mkdir(parents=True, exist_ok=True)
+        if not port_is_free(self.cfg.port):
+            raise RuntimeError(
+                f"127.0.0.1:{self.cfg.port} is taken; `make down` or pick PORT=<free port>"
+            )
+        self._spawn(
+            "server",
+            [
+                _bin("prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.cfg.port),
+            ],
+            server_env(self.cfg),
+        )
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pids().get("server")
+            if pid and not _alive(pid):
+                raise RuntimeError(f"Prefect server exited; see {self.logs / 'server.log'}")
+            try:
+                with urllib.request.urlopen(f"{self.cfg.api_url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"Prefect server not healthy after {timeout}s; see {self.logs}")
+
+    def start_worker(self, n: int = 1) -> int:
+        name = f"worker-{n}"
+        return self._spawn(
+            name,
+            [
+                _bin("prefect"),
+                "worker",
+                "start",
+                "--pool",
+                WORK_POOL,
+                "--type",
+                "process",
+                "--name",
+                f"{socket.gethostname()}-{name}",
+            ],
+            worker_env(self.cfg),
+        )
+
+    def up(self) -> None:
+        self.start_server()
+        for n in range(1, self.cfg.workers + 1):
+            self.start_worker(n)
+        (self.cfg.stack_dir / "stack.json").write_text(
+            json.dumps({"api_url": self.cfg.api_url, "ui_url": self.cfg.ui_url}, indent=2)
+        )
+
+    def stop(self, name: str, grace: float = 10.0) -> None:
+        pid = self.pids().get(name)
+        if pid is None:
+            return
+        stop_pid(pid, grace)
+        self._pidfile(name).unlink(missing_ok=True)
+
+    def down(self) -> list[str]:
+        stopped = []
+        # Workers first (and their flow-run children), then the server.
+        for name in sorted(self.pids(), key=lambda n: n == "server"):
+            self.stop(name)
+            stopped.append(name)
+        return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def stop_pid(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group we started, wait, then SIGKILL it (workers ignore TERM)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.2)

@@ -1,0 +1,116 @@
+"""The body of the per-store dbt flow: one partition (store_id, ds) end to end.
+
+resolve store -> window -> source fingerprint -> dbt build inside the ``dbt-global`` slot ->
+read back counts -> ledger. A dbt failure is recorded in the ledger and re-raised with dbt's
+message so the flow run ends Failed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+from prefect import get_run_logger
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+
+from clickstream import ledger, paths
+from clickstream.dbt_args import DEFAULT_SELECT, dbt_build_args
+from clickstream.generate import source_fingerprints
+from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
+from clickstream.registry import load_registry
+from clickstream.warehouse import dbt_environment, dbt_target, read_partition_counts
+from clickstream.windows import local_today, partition_window
+
+
+class PartitionInputError(ValueError):
+    """A ds outside the store's backfillable range."""
+
+
+def run_store_partition(
+    store_id: str,
+    ds: date | None = None,
+    select: str = DEFAULT_SELECT,
+    full_refresh: bool = False,
+) -> dict:
+    logger = get_run_logger()
+    store = load_registry().get(store_id)
+    today = local_today(store.timezone)
+    ds = ds or today
+    if ds > today:
+        raise PartitionInputError(
+            f"ds {ds} is after {store_id}'s current local date {today} ({store.timezone})"
+        )
+    if ds < store.earliest_ds:
+        raise PartitionInputError(
+            f"ds {ds} is before {store_id}'s earliest date {store.earliest_ds}"
+        )
+
+    window = partition_window(store.timezone, ds)
+    fingerprint = source_fingerprints(store, [window])[ds]
+    target = dbt_target()
+    args = dbt_build_args(
+        store,
+        window,
+        landing_dir=paths.landing_dir(),
+        project_dir=paths.dbt_project_dir(),
+        target_path=paths.state_dir() / "dbt-target" / store.store_id,
+        select=select,
+        full_refresh=full_refresh,
+        target=target,
+    )
+    os.environ.update(dbt_environment())
+    paths.warehouse_dir().mkdir(parents=True, exist_ok=True)
+    run_id = str(flow_run.get_id() or "")
+    started = ledger.utcnow()
+    logger.info(
+        "Building %s ds=%s window [%s, %s) UTC (%.0f h), source %s events",
+        store_id,
+        ds,
+        window.window_start,
+        window.window_end,
+        window.hours,
+        fingerprint.event_count,
+    )
+
+    def record(status: str, counts: dict | None = None, error: str | None = None) -> None:
+        ledger.record_build(
+            ledger.BuildRecord(
+                store_id=store_id,
+                ds=ds,
+                status=status,
+                flow_run_id=run_id,
+                fingerprint=fingerprint.token,
+                built_at=ledger.utcnow(),
+                started_at=started,
+                source_event_count=fingerprint.event_count,
+                source_max_loaded_at=fingerprint.max_loaded_at,
+                error=error,
+                **(counts or {}),
+            )
+        )
+
+    try:
+        # strict=True: if the limit is missing the run fails instead of running unlimited.
+        with concurrency(GLOBAL_LIMIT_NAME, occupy=1, strict=True):
+            _invoke_dbt(args)
+    except BaseException as exc:
+        record("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        raise
+    counts = read_partition_counts(store, ds, target)
+    record("completed", counts)
+    logger.info("Built %s ds=%s: %s", store_id, ds, counts)
+    return {"store_id": store_id, "ds": ds.isoformat(), **counts, "fingerprint": fingerprint.token}
+
+
+def _invoke_dbt(args: list[str]) -> None:
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    # A new runner per invocation (prefect-dbt keeps per-run state on the runner).
+    runner = PrefectDbtRunner(
+        settings=PrefectDbtSettings(
+            project_dir=paths.dbt_project_dir(), profiles_dir=paths.dbt_project_dir()
+        ),
+        raise_on_failure=True,
+    )
+    runner.invoke(args)

@@ -1,0 +1,43 @@
+"""Shared fixtures. End-to-end fixtures (real server + worker) live in tests/e2e_stack.py."""
+
+from __future__ import annotations
+
+import os
+
+# No telemetry from anything the tests start; no internet here anyway.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A test that talks to Prefect must name its server; never start a hidden ephemeral one.
+os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def isolated_state(tmp_path, monkeypatch):
+    """Point every piece of local state (ledger, landing, warehouse) at a temp folder."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(state))
+    monkeypatch.delenv("CLICKSTREAM_LEDGER_URL", raising=False)
+    monkeypatch.delenv("CLICKSTREAM_LANDING_DIR", raising=False)
+    monkeypatch.delenv("CLICKSTREAM_WAREHOUSE_DIR", raising=False)
+    return state
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory):
+    """One real stack for every end-to-end test of the session (server, worker, deploy, data).
+
+    Tests use disjoint date ranges so they do not depend on each other's order.
+    """
+    from datetime import date, timedelta
+
+    from tests.e2e_stack import generate, start_e2e_stack
+
+    handle = start_e2e_stack(tmp_path_factory.mktemp("e2e") / "state")
+    try:
+        generate(handle, date(2026, 10, 1), date(2026, 10, 20))
+        today = date.today()
+        generate(handle, today - timedelta(days=6), today + timedelta(days=1))
+        yield handle
+    finally:
+        handle.stack.down()

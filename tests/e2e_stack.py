@@ -1,0 +1,148 @@
+"""A real local stack for end-to-end tests: Prefect server + process worker(s) on 127.0.0.1
+(free port, scheduler off so store schedules never fire mid-test), bootstrap, `prefect deploy
+--all`, generated landing data. Stopped by PID at the end of the session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from clickstream import paths
+from clickstream.stack import Stack, StackConfig, client_env, free_port
+
+BIN = Path(sys.executable).parent
+DBT_GLOBAL_LIMIT = 2  # below the store count, so the global cap is what binds
+
+
+@dataclass
+class E2EStack:
+    cfg: StackConfig
+    stack: Stack
+    env: dict[str, str]
+    log: list[str] = field(default_factory=list)
+
+    def run(
+        self, *argv: str, timeout: float = 600, check: bool = False
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            list(argv),
+            env=self.env,
+            cwd=str(paths.project_dir()),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        self.log.append(f"$ {' '.join(argv)}\n{proc.stdout}\n{proc.stderr}")
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{argv} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def cli(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(str(BIN / "clickstream"), *args, **kw)
+
+    def prefect(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(str(BIN / "prefect"), "--no-prompt", *args, **kw)
+
+    def api(self, coro_fn):
+        """Run ``coro_fn(client)`` against this stack's API."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        async def go():
+            with temporary_settings({PREFECT_API_URL: self.cfg.api_url}):
+                async with get_client() as client:
+                    return await coro_fn(client)
+
+        return asyncio.run(go())
+
+
+def start_e2e_stack(
+    state_dir: Path, *, workers: int = 1, profile: str = "sqlite", extra_env=None, database_url=None
+) -> E2EStack:
+    cfg = StackConfig(
+        state_dir=state_dir,
+        port=free_port(),
+        profile=profile,
+        workers=workers,
+        scheduler=False,
+        database_url=database_url,
+        extra_env=dict(extra_env or {}),
+    )
+    stack = Stack(cfg)
+    env = {**os.environ, **client_env(cfg), **cfg.extra_env}
+    handle = E2EStack(cfg, stack, env)
+    try:
+        stack.up()
+        handle.cli("bootstrap", "--dbt-global-limit", str(DBT_GLOBAL_LIMIT), check=True)
+        handle.prefect("deploy", "--all", check=True, timeout=300)
+    except BaseException:
+        stack.down()
+        raise
+    return handle
+
+
+def generate(handle: E2EStack, start: date, end: date, events_per_day: int = 1500) -> None:
+    handle.cli(
+        "data",
+        "generate",
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--events-per-day",
+        str(events_per_day),
+        check=True,
+    )
+
+
+async def child_runs(client, since=None):
+    """Every run of the per-store dbt flow (optionally created after ``since``)."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    runs, offset = [], 0
+    while True:
+        page = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["clickstream-dbt-run"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=200,
+            offset=offset,
+        )
+        runs += page
+        if len(page) < 200:
+            break
+        offset += 200
+    if since is not None:
+        runs = [r for r in runs if r.created and r.created >= since]
+    return runs
+
+
+def max_overlap(intervals) -> int:
+    """Largest number of [start, end) intervals that overlap at one instant."""
+    events = []
+    for start, end in intervals:
+        events.append((start, 1))
+        events.append((end, -1))
+    events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
+    cur = best = 0
+    for _, delta in events:
+        cur += delta
+        best = max(best, cur)
+    return best
+
+
+def wait_for(predicate, timeout: float = 300, interval: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

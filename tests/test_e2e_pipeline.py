@@ -1,0 +1,93 @@
+"""Issue 2 end to end: the per-store dbt flow against a real server, worker and DuckDB."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from uuid import UUID
+
+import pytest
+
+from tests.e2e_stack import max_overlap, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _run_id(stdout: str) -> UUID:
+    return UUID(re.search(r"UUID: ([0-9a-f-]{36})", stdout).group(1))
+
+
+def test_deployment_runs_from_cli_and_enqueues(e2e):
+    """Two runs of one store submitted together run one after the other (ENQUEUE)."""
+    ids = []
+    for ds in ("2026-10-01", "2026-10-02"):
+        out = e2e.prefect(
+            "deployment", "run", "clickstream-dbt-run/us-flagship", "-p", f"ds={ds}", check=True
+        )
+        ids.append(_run_id(out.stdout))
+
+    async def states(client):
+        return [await client.read_flow_run(i) for i in ids]
+
+    runs = wait_for(
+        lambda: (rs := e2e.api(states)) and all(r.state.is_final() for r in rs) and rs,
+        timeout=300,
+        what="both store runs to finish",
+    )
+    assert [r.state_type.value for r in runs] == ["COMPLETED", "COMPLETED"], [
+        r.state.message for r in runs
+    ]
+    assert max_overlap([(r.start_time, r.end_time) for r in runs]) == 1
+
+    from clickstream import ledger
+
+    builds = _ledger(e2e, ledger.read_builds, ["us-flagship"], date(2026, 10, 1), date(2026, 10, 2))
+    assert {k[1] for k in builds} == {date(2026, 10, 1), date(2026, 10, 2)}
+    for rec in builds.values():
+        assert rec.status == "completed"
+        assert rec.mart_rows == 1
+        assert rec.events > 0 and rec.sessions > 0
+        assert rec.fingerprint and rec.source_event_count >= rec.events
+        assert str(rec.flow_run_id) in {str(i) for i in ids}
+
+
+def _ledger(e2e, fn, *args):
+    import os
+
+    old = os.environ.get("CLICKSTREAM_STATE_DIR")
+    os.environ["CLICKSTREAM_STATE_DIR"] = str(e2e.cfg.state_dir)
+    try:
+        return fn(*args)
+    finally:
+        if old is None:
+            os.environ.pop("CLICKSTREAM_STATE_DIR")
+        else:
+            os.environ["CLICKSTREAM_STATE_DIR"] = old
+
+
+def test_flow_in_process_writes_ledger_and_is_strict_about_the_limit(e2e, monkeypatch):
+    """Run against the real server: completes with dbt-global; fails loudly without it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from clickstream import ledger
+    from flows.clickstream_dbt import clickstream_dbt_run
+
+    monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(e2e.cfg.state_dir))
+    with temporary_settings({PREFECT_API_URL: e2e.cfg.api_url}):
+        result = clickstream_dbt_run(store_id="in-mumbai", ds=date(2026, 10, 3))
+        assert result["mart_rows"] == 1
+        assert ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 3))].status == (
+            "completed"
+        )
+
+        async def drop(client):
+            await client.delete_global_concurrency_limit_by_name("dbt-global")
+
+        e2e.api(drop)
+        try:
+            with pytest.raises(Exception, match="dbt-global"):
+                clickstream_dbt_run(store_id="in-mumbai", ds=date(2026, 10, 4))
+            rec = ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 4))]
+            assert rec.status == "failed" and "dbt-global" in rec.error
+        finally:
+            e2e.cli("bootstrap", "--dbt-global-limit", "2", check=True)

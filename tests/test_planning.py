@@ -1,0 +1,301 @@
+from datetime import date, timedelta
+
+import pytest
+
+from clickstream.planning import (
+    BackfillInputError,
+    BackfillRequest,
+    LaneScheduler,
+    PartitionState,
+    build_lanes,
+    child_run_name,
+    child_tags,
+    classify,
+    expand_partitions,
+    idempotency_key,
+    next_attempt,
+    resolve_request,
+    select_partitions,
+)
+from clickstream.registry import Registry, Store
+
+D = date
+
+
+def store(sid, tz="UTC", active=True, earliest=D(2026, 1, 1)):
+    return Store(
+        store_id=sid,
+        display_name=sid,
+        database=sid.replace("-", "_"),
+        timezone=tz,
+        active=active,
+        earliest_ds=earliest,
+    )
+
+
+REG = Registry(
+    (
+        store("au-sydney", "Australia/Sydney"),
+        store("in-mumbai", "Asia/Kolkata"),
+        store("old-shop", active=False),
+        store("us-flagship", "America/New_York"),
+    )
+)
+TODAY = {s.store_id: D(2026, 11, 22) for s in REG}
+
+
+def resolve(**kw):
+    return resolve_request(BackfillRequest(**kw), REG, global_limit=4, today_by_store=TODAY)
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def test_resolves_all_active_stores_by_default():
+    r = resolve(start_date=D(2026, 11, 1), end_date=D(2026, 11, 4))
+    assert [s.store_id for s in r.stores] == ["au-sydney", "in-mumbai", "us-flagship"]
+    assert r.partition_count == 12
+    assert r.max_parallel == 4  # defaults to the dbt-global limit
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"start_date": D(2026, 11, 4), "end_date": D(2026, 11, 1)}, "before start_date"),
+        ({"start_date": D(2026, 11, 1), "end_date": D(2026, 11, 23)}, "after au-sydney's current"),
+        ({"start_date": D(2025, 12, 31), "end_date": D(2026, 1, 2)}, "before au-sydney's earliest"),
+        ({"start_date": None, "end_date": D(2026, 1, 2)}, "required"),
+        (
+            {"stores": ("nope",)},
+            "unknown store 'nope'; active stores: au-sydney, in-mumbai, us-flagship",
+        ),
+        ({"stores": ("old-shop",)}, "store 'old-shop' is inactive"),
+        ({"stores": ("../x",)}, "unknown store '../x'"),
+        ({"stores": ("a;drop",)}, "unknown store 'a;drop'"),
+        ({"max_parallel": 0}, "max_parallel must be at least 1"),
+        ({"max_parallel": 5}, "exceeds the dbt-global limit 4"),
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"reprocess": "everything"}, "reprocess must be one of"),
+        ({"order": "random"}, "order must be one of"),
+        ({"mode": "catch_up", "lookback_days": 0}, "lookback_days must be at least 1"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_clear_message(kw, message):
+    kw = {"start_date": D(2026, 11, 1), "end_date": D(2026, 11, 4), **kw}
+    with pytest.raises(BackfillInputError) as exc:
+        resolve(**kw)
+    assert message in str(exc.value)
+
+
+def test_all_problems_reported_at_once():
+    with pytest.raises(BackfillInputError) as exc:
+        resolve(
+            start_date=D(2026, 11, 4), end_date=D(2026, 11, 1), stores=("nope",), max_parallel=0
+        )
+    msg = str(exc.value)
+    assert "before start_date" in msg and "unknown store" in msg and "max_parallel" in msg
+
+
+def test_missing_global_limit_is_an_error():
+    with pytest.raises(BackfillInputError, match="clickstream bootstrap"):
+        resolve_request(
+            BackfillRequest(start_date=D(2026, 11, 1), end_date=D(2026, 11, 1)),
+            REG,
+            global_limit=None,
+        )
+
+
+def test_partition_cap_unless_allowed():
+    kw = {"start_date": D(2026, 1, 1), "end_date": D(2026, 11, 22), "max_partitions": 500}
+    with pytest.raises(BackfillInputError, match="exceed the cap of 500"):
+        resolve(**kw)
+    assert resolve(**kw, allow_large_backfill=True).partition_count == 3 * 326
+
+
+def test_catch_up_takes_last_complete_local_days():
+    today = {
+        "au-sydney": D(2026, 11, 23),
+        "in-mumbai": D(2026, 11, 23),
+        "us-flagship": D(2026, 11, 22),
+    }
+    r = resolve_request(
+        BackfillRequest(mode="catch_up", lookback_days=3), REG, global_limit=2, today_by_store=today
+    )
+    assert r.reprocess == "stale"
+    assert r.dates_by_store["au-sydney"] == (D(2026, 11, 20), D(2026, 11, 21), D(2026, 11, 22))
+    assert r.dates_by_store["us-flagship"] == (D(2026, 11, 19), D(2026, 11, 20), D(2026, 11, 21))
+
+
+def test_catch_up_respects_earliest_date():
+    reg = Registry((store("new-shop", earliest=D(2026, 11, 20)),))
+    r = resolve_request(
+        BackfillRequest(mode="catch_up", lookback_days=7),
+        reg,
+        global_limit=1,
+        today_by_store={"new-shop": D(2026, 11, 22)},
+    )
+    assert r.dates_by_store["new-shop"] == (D(2026, 11, 20), D(2026, 11, 21))
+
+
+# --- classification and policies --------------------------------------------------------
+
+A, B, C, E, F = (("s", D(2026, 1, d)) for d in range(1, 6))
+
+
+def states():
+    return classify(
+        [A, B, C, E, F],
+        build_status={A: "completed", B: "failed", C: "completed", E: "completed"},
+        built_fingerprints={A: "10:x", B: "10:x", C: "10:x", E: "5:y"},
+        current_fingerprints={A: "10:x", C: "12:z", E: "5:y", F: "0:"},
+        in_flight=[E],
+    )
+
+
+def test_classify_each_state():
+    assert states() == {
+        A: PartitionState.COMPLETED,
+        B: PartitionState.FAILED,
+        C: PartitionState.STALE,
+        E: PartitionState.IN_FLIGHT,  # in flight wins over completed
+        F: PartitionState.MISSING,
+    }
+
+
+def test_no_fingerprints_means_nothing_stale():
+    st = classify(
+        [C],
+        build_status={C: "completed"},
+        built_fingerprints={C: "a"},
+        current_fingerprints=None,
+        in_flight=[],
+    )
+    assert st[C] == PartitionState.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("missing", [F]),
+        ("failed", [B, F]),
+        ("stale", [B, C, F]),
+        ("all", [A, B, C, F]),
+    ],
+)
+def test_policies_are_cumulative_and_skip_in_flight(policy, expected):
+    assert sorted(select_partitions(states(), policy)) == sorted(expected)
+    assert E not in select_partitions(states(), policy)
+
+
+@pytest.mark.parametrize(
+    ("order", "first"), [("oldest_first", D(2026, 1, 1)), ("newest_first", D(2026, 1, 3))]
+)
+def test_orders(order, first):
+    keys = [("b", D(2026, 1, 2)), ("a", D(2026, 1, 3)), ("a", D(2026, 1, 1)), ("a", D(2026, 1, 2))]
+    lanes = build_lanes(keys, order)
+    assert list(lanes) == ["a", "b"]
+    assert lanes["a"][0] == first
+    assert lanes["a"] == sorted(lanes["a"], reverse=order == "newest_first")
+
+
+def test_dst_and_offset_stores_expand_to_local_dates():
+    r = resolve(
+        start_date=D(2026, 10, 31), end_date=D(2026, 11, 2), stores=("us-flagship", "in-mumbai")
+    )
+    parts = expand_partitions(r)
+    assert ("us-flagship", D(2026, 11, 1)) in parts  # the 25-hour day is one partition
+    assert len(parts) == 6
+
+
+# --- lanes ------------------------------------------------------------------------------
+
+
+def test_scheduler_one_per_store_and_global_cap():
+    lanes = {
+        "a": [D(2026, 1, d) for d in range(1, 5)],
+        "b": [D(2026, 1, 1)],
+        "c": [D(2026, 1, 1), D(2026, 1, 2)],
+    }
+    sch = LaneScheduler(lanes, max_parallel=2)
+    first = sch.next_batch()
+    # longest lanes first, one per store, two overall
+    assert first == [("a", D(2026, 1, 1)), ("c", D(2026, 1, 1))]
+    assert sch.next_batch() == []
+    sch.release("c")
+    # c's lane now has 1 left, b has 1: tie broken by store id
+    assert sch.next_batch() == [("b", D(2026, 1, 1))]
+    sch.release("a")
+    assert sch.next_batch() == [("a", D(2026, 1, 2))]
+
+
+def test_scheduler_simulated_run_never_breaks_limits():
+    lanes = {f"s{i}": [D(2026, 1, 1) + timedelta(days=d) for d in range(i + 1)] for i in range(6)}
+    sch = LaneScheduler(lanes, max_parallel=3)
+    seen = 0
+    while not sch.done:
+        batch = sch.next_batch()
+        assert len(sch.busy) <= 3
+        assert len({s for s, _ in batch}) == len(batch)
+        seen += len(batch)
+        # finish the oldest-started lane
+        sch.release(sorted(sch.busy)[0])
+    assert seen == sum(range(1, 7))
+
+
+def test_scheduler_retry_and_adopt():
+    sch = LaneScheduler({"a": [D(2026, 1, 2)]}, max_parallel=2)
+    sch.occupy("a", D(2026, 1, 1))  # adopted in-flight run holds the lane
+    assert sch.next_batch() == []
+    sch.release("a")
+    assert sch.next_batch() == [("a", D(2026, 1, 2))]
+    sch.release("a")
+    sch.retry("a", D(2026, 1, 2))
+    assert sch.next_batch() == [("a", D(2026, 1, 2))]
+    sch.release("a")
+    assert sch.done
+
+
+# --- keys and names ---------------------------------------------------------------------
+
+
+def test_keys_carry_store_date_and_attempt():
+    assert (
+        idempotency_key("us-flagship", D(2026, 11, 1), 2)
+        == "clickstream:us-flagship:2026-11-01:attempt-2"
+    )
+    keys = {idempotency_key(s, D(2026, 11, 1), 1) for s in ("a", "b")}
+    assert len(keys) == 2  # keys are unique per flow, and every store shares the flow
+    assert idempotency_key("a", D(2026, 11, 1), 1) != idempotency_key("a", D(2026, 11, 1), 2)
+
+
+def test_run_names_and_tags():
+    assert child_run_name("in-mumbai", D(2026, 3, 8), 1) == "backfill-in-mumbai-2026-03-08-a1"
+    assert child_tags("in-mumbai", D(2026, 3, 8)) == ["backfill", "in-mumbai", "ds:2026-03-08"]
+
+
+@pytest.mark.parametrize(
+    ("latest", "exists", "expected"), [(None, False, 1), (1, False, 1), (1, True, 2), (3, True, 4)]
+)
+def test_next_attempt(latest, exists, expected):
+    assert next_attempt(latest, exists) == expected
+
+
+def test_planning_100_stores_3_years_runs():
+    """Scale smoke (timing lives in bench/): 109,500 partitions plan in one pass."""
+    reg = Registry(tuple(store(f"s{i:03d}", earliest=D(2023, 1, 1)) for i in range(100)))
+    today = {s.store_id: D(2026, 11, 22) for s in reg}
+    r = resolve_request(
+        BackfillRequest(
+            start_date=D(2023, 11, 23), end_date=D(2026, 11, 22), allow_large_backfill=True
+        ),
+        reg,
+        global_limit=4,
+        today_by_store=today,
+    )
+    parts = expand_partitions(r)
+    assert len(parts) == 100 * 1096
+    built = {k: "completed" for k in parts[::2]}
+    st = classify(
+        parts, build_status=built, built_fingerprints={}, current_fingerprints=None, in_flight=[]
+    )
+    assert len(select_partitions(st, "missing")) == len(parts) // 2

@@ -1,0 +1,59 @@
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from clickstream.windows import date_range, last_complete_days, local_today, partition_window
+
+
+@pytest.mark.parametrize(
+    ("tz", "ds", "start", "end", "hours"),
+    [
+        # New York: spring forward (23 h), fall back (25 h), a normal day.
+        ("America/New_York", date(2026, 3, 8), "2026-03-08 05:00", "2026-03-09 04:00", 23),
+        ("America/New_York", date(2026, 11, 1), "2026-11-01 04:00", "2026-11-02 05:00", 25),
+        ("America/New_York", date(2026, 6, 1), "2026-06-01 04:00", "2026-06-02 04:00", 24),
+        # Kolkata: +05:30 all year, the local day starts at 18:30 UTC the day before.
+        ("Asia/Kolkata", date(2026, 3, 8), "2026-03-07 18:30", "2026-03-08 18:30", 24),
+        # Sydney: DST ends first Sunday of April (25 h), starts first Sunday of October (23 h).
+        ("Australia/Sydney", date(2026, 4, 5), "2026-04-04 13:00", "2026-04-05 14:00", 25),
+        ("Australia/Sydney", date(2026, 10, 4), "2026-10-03 14:00", "2026-10-04 13:00", 23),
+    ],
+)
+def test_window_bounds(tz, ds, start, end, hours):
+    w = partition_window(tz, ds)
+    assert w.window_start == datetime.fromisoformat(start)
+    assert w.window_end == datetime.fromisoformat(end)
+    assert w.hours == hours
+    assert w.as_dbt_vars() == {
+        "ds": ds.isoformat(),
+        "window_start": f"{start}:00",
+        "window_end": f"{end}:00",
+    }
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kolkata", "Australia/Sydney", "UTC"])
+def test_windows_tile_the_year_without_gaps(tz):
+    days = date_range(date(2026, 1, 1), date(2026, 12, 31))
+    windows = [partition_window(tz, d) for d in days]
+    for a, b in zip(windows, windows[1:], strict=False):
+        assert a.window_end == b.window_start
+    total = windows[-1].window_end - windows[0].window_start
+    assert total == timedelta(days=365)
+
+
+def test_local_today_and_complete_days():
+    now = datetime(2026, 11, 22, 20, 0)  # UTC
+    assert local_today("Asia/Kolkata", now) == date(2026, 11, 23)  # 01:30 next day
+    assert local_today("America/New_York", now) == date(2026, 11, 22)
+    assert last_complete_days("Asia/Kolkata", 3, now) == [
+        date(2026, 11, 20),
+        date(2026, 11, 21),
+        date(2026, 11, 22),
+    ]
+    with pytest.raises(ValueError):
+        last_complete_days("UTC", 0, now)
+
+
+def test_date_range_rejects_reversed():
+    with pytest.raises(ValueError, match="before start"):
+        date_range(date(2026, 1, 2), date(2026, 1, 1))
