@@ -76,7 +76,8 @@ def start_e2e_stack(
         extra_env=dict(extra_env or {}),
     )
     stack = Stack(cfg)
-    env = {**os.environ, **client_env(cfg), **cfg.extra_env}
+    # COLUMNS: rich wraps at 80 columns without a terminal; keep messages on one line.
+    env = {**os.environ, **client_env(cfg), **cfg.extra_env, "COLUMNS": "250"}
     handle = E2EStack(cfg, stack, env)
     try:
         stack.up()
