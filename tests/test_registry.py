@@ -127,3 +127,12 @@ def test_all_errors_reported_together(tmp_path):
 def test_unknown_store_lists_known(tmp_path):
     with pytest.raises(RegistryError, match="known stores: au-sydney, in-mumbai, us-flagship"):
         load_registry().get("nope")
+
+
+def test_duplicate_key_in_one_file(tmp_path):
+    text = GOOD.format(sid="de-berlin", db="de_berlin") + "timezone: Asia/Tokyo\n"
+    path = write(tmp_path, "de-berlin.yaml", text)
+    with pytest.raises(
+        RegistryError, match="de-berlin.yaml: not valid YAML.*duplicate key 'timezone'"
+    ):
+        parse_store_file(path)

@@ -115,7 +115,17 @@ def data_generate(
     if end < start:
         _fail(f"end {end.date()} is before start {start.date()}")
     summary = generate(chosen, start.date(), end.date(), events_per_day, seed=seed)
-    console.print(summary)
+    console.print(
+        f"landed {summary.rows:,} events in {summary.files} files for {len(chosen)} stores "
+        f"({summary.seconds:.1f}s)"
+    )
+    from clickstream.warehouse import dbt_target, pg_dsn
+
+    if dbt_target() == "postgres":
+        from clickstream.generate import load_postgres
+
+        rows = load_postgres(chosen, start.date(), end.date(), pg_dsn())
+        console.print(f"loaded {rows:,} rows into raw.events at {pg_dsn()}")
 
 
 @data_app.command("add-late-events")
@@ -155,7 +165,14 @@ def stack_up(
 
         prepare_postgres()
         db_url = prefect_database_url()
-    cfg = StackConfig(port=port, profile=profile, workers=workers, database_url=db_url)
+    extra = {}
+    if profile == "postgres":
+        from clickstream.scale import postgres_env_defaults
+
+        extra = postgres_env_defaults()
+    cfg = StackConfig(
+        port=port, profile=profile, workers=workers, database_url=db_url, extra_env=extra
+    )
     stack = Stack(cfg)
     if stack.pids():
         _fail("a stack is already recorded under .clickstream/stack; run `make down` first")
@@ -168,6 +185,8 @@ def stack_up(
         f"Prefect server {cfg.ui_url} ({profile}), {workers} worker(s); logs in {stack.logs}"
     )
     console.print(f"export PREFECT_API_URL={cfg.api_url}")
+    for key, value in extra.items():
+        console.print(f"export {key}={value}")
 
 
 @stack_app.command("down")
@@ -191,10 +210,18 @@ def bootstrap(
             help="Optional concurrency limit on the whole work pool (counts orchestrators too)."
         ),
     ] = None,
+    zombie_after_seconds: Annotated[
+        int,
+        typer.Option(
+            min=60,
+            help="Crash a flow run after this many seconds without a heartbeat (sent every 30 s).",
+        ),
+    ] = 90,
 ) -> None:
-    """Idempotently create the work pool and the dbt-global limit on PREFECT_API_URL."""
+    """Idempotently create the work pool, the dbt-global limit and the zombie-run automation."""
     from prefect.client.orchestration import get_client
 
+    from clickstream.ops import ensure_zombie_automation
     from clickstream.prefect_ops import ensure_global_limit, ensure_work_pool
 
     async def go():
@@ -203,6 +230,7 @@ def bootstrap(
             return [
                 await ensure_work_pool(client, pool_limit),
                 await ensure_global_limit(client, dbt_global_limit),
+                await ensure_zombie_automation(client, zombie_after_seconds),
             ]
 
     for line in _run_api(go()):
@@ -399,6 +427,12 @@ def status(
         stores=_split(stores),
         allow_large_backfill=True,
     )
+    from clickstream.planning import resolve_request
+
+    try:  # bad input fails here, before any network call (plan() retries the API for minutes)
+        resolve_request(request, _registry(), global_limit=None, check_limit=False)
+    except BackfillInputError as exc:
+        _fail(str(exc))
     _run_api(_status(request))
 
 
@@ -426,6 +460,86 @@ async def _print_status(request: BackfillRequest, client) -> None:
     console.print(table)
     console.print(grid.summarize(states))
     console.print(f"Legend: {grid.legend()}")
+
+
+# --- operating --------------------------------------------------------------------------
+@app.command()
+def unstick(
+    store: Annotated[str, typer.Argument(help="Store id (its deployment name).")],
+    older_than_minutes: Annotated[
+        int,
+        typer.Option(min=0, help="Running/Pending/Cancelling runs in that state longer than this."),
+    ] = 60,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every non-terminal run of the store, any age (Scheduled, "
+            "AwaitingConcurrencySlot, Paused too).",
+        ),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="List the runs; change nothing.")] = False,
+) -> None:
+    """Cancel a store's stuck runs (force) so its ENQUEUE slot frees; show dbt-global slots."""
+    from datetime import UTC, timedelta
+
+    chosen = _registry_get(store)  # unknown store: error listing the known ones, no network
+    code = _run_api(
+        _unstick(chosen.store_id, timedelta(minutes=older_than_minutes), all_, dry_run, UTC)
+    )
+    raise typer.Exit(code)
+
+
+async def _unstick(store_id: str, older_than, include_all: bool, dry_run: bool, tz) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from clickstream.deployments import DBT_FLOW_NAME
+    from clickstream.ops import (
+        cancel_runs,
+        global_limit_summary,
+        read_store_runs,
+        select_stuck_runs,
+    )
+
+    async with get_client() as client:
+        try:
+            dep = await client.read_deployment_by_name(f"{DBT_FLOW_NAME}/{store_id}")
+        except ObjectNotFound:
+            _fail(f"deployment {DBT_FLOW_NAME}/{store_id} does not exist; run `make deploy`")
+        now = datetime.now(tz)
+        runs = select_stuck_runs(
+            await read_store_runs(client, dep.id), now, older_than, include_all=include_all
+        )
+        what = "non-terminal" if include_all else f"stuck (> {older_than})"
+        if not runs:
+            console.print(f"{store_id}: no {what} runs")
+        else:
+            table = Table("flow run", "id", "state", "since (UTC)", "age", "ds", title=what)
+            for r in runs:
+                age = str(r.age).split(".")[0] if r.age is not None else "?"
+                since = r.since.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if r.since else "?"
+                table.add_row(r.name, r.id, r.state_name, since, age, r.ds or "")
+            console.print(table)
+        code = 0
+        if runs and dry_run:
+            console.print(f"dry run: would cancel {len(runs)} run(s) of {store_id}")
+        elif runs:
+            outcome = await cancel_runs(
+                client, runs, f"Cancelled by `clickstream unstick {store_id}` (operator)"
+            )
+            for r in runs:
+                console.print(f"{r.name} ({r.id}): {outcome[r.id]}")
+            bad = [i for i, o in outcome.items() if o not in ("cancelled", "gone")]
+            code = 1 if bad else 0
+            console.print(
+                f"{store_id}: {len(runs) - len(bad)}/{len(runs)} run(s) cancelled; "
+                "any ENQUEUE slot they held on the deployment is released"
+                if not bad
+                else f"{store_id}: {len(bad)} run(s) could not be cancelled"
+            )
+        console.print(await global_limit_summary(client))
+        return code
 
 
 def main() -> None:  # pragma: no cover

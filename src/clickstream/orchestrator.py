@@ -39,6 +39,7 @@ from clickstream.deployments import DBT_FLOW_NAME
 from clickstream.generate import source_fingerprints
 from clickstream.planning import (
     POLICY_STATES,
+    BackfillInputError,
     BackfillRequest,
     LaneScheduler,
     PartitionKey,
@@ -555,6 +556,16 @@ async def run_backfill(
             outcome.summary = f"Nothing to do: {grid.summarize(snapshot.states)}."
             return outcome
 
+        deployed = await with_api_retries(
+            lambda: store_deployment_ids(client, [s.store_id for s in resolved.stores]),
+            what="reading store deployments",
+        )
+        missing = sorted({s.store_id for s in resolved.stores} - set(deployed))
+        if missing:
+            raise BackfillInputError(
+                f"no deployment for store(s) {', '.join(missing)}: run `clickstream stores sync` "
+                "and `make deploy` (prefect deploy --all)"
+            )
         await resume_orphaned_pauses(client, logger)
         paused: list[UUID] = []
         try:

@@ -51,3 +51,32 @@ def postgres_reachable(timeout: float = 2.0) -> tuple[bool, str]:
         return True, "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable" here
         return False, f"PostgreSQL not reachable at {pg_dsn('postgres')}: {exc}".strip()
+
+
+def postgres_env_defaults() -> dict[str, str]:
+    """What the workers (and your shell) need for the postgres profile, unless already set:
+    dbt on Postgres and the ledger in the warehouse database."""
+    db = os.environ.get("CLICKSTREAM_PG_DATABASE", "clickstream")
+    defaults = {
+        "CLICKSTREAM_DBT_TARGET": "postgres",
+        "CLICKSTREAM_LEDGER_URL": pg_dsn(db).replace("postgresql://", "postgresql+psycopg2://", 1),
+    }
+    return {k: os.environ.get(k, v) for k, v in defaults.items()}
+
+
+def drop_database(name: str) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    con = psycopg2.connect(pg_dsn("postgres"))
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where datname = %s and pid <> pg_backend_pid()",
+                (name,),
+            )
+            cur.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+    finally:
+        con.close()

@@ -1,0 +1,105 @@
+"""Cancelling and killing the orchestrator: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from tests.e2e_stack import wait_for
+from tests.test_e2e_backfill import orchestrator_runs, partition, runs_in
+
+pytestmark = pytest.mark.e2e
+
+
+def _parent_id(out: str) -> UUID:
+    return UUID(re.search(r"/runs/flow-run/([0-9a-f-]{36})", out).group(1))
+
+
+def _flow_run_pid(run_id: UUID) -> int | None:
+    """PID of the process running a flow run (a child of our worker), from its environment."""
+    needle = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            return int(proc.name)
+    return None
+
+
+def _read(e2e, run_id):
+    async def go(client):
+        return await client.read_flow_run(run_id)
+
+    return e2e.api(go)
+
+
+def test_cancelling_the_parent_cancels_children_and_dispatches_nothing_more(e2e):
+    start, end = date(2026, 10, 18), date(2026, 10, 20)
+    out = e2e.cli("backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True)
+    parent = _parent_id(out.stdout)
+    wait_for(
+        lambda: any(r.state_type.value == "RUNNING" for r in runs_in(e2e, start, end)),
+        timeout=240,
+        what="a child run to start",
+    )
+    e2e.prefect("flow-run", "cancel", str(parent), check=True)
+    wait_for(lambda: _read(e2e, parent).state.is_final(), timeout=120, what="parent to end")
+    assert _read(e2e, parent).state_type.value == "CANCELLED"
+    at_cancel = {r.id for r in runs_in(e2e, start, end)}
+    # Children end (cancelled, or completed if they were just finishing), none are added.
+    wait_for(
+        lambda: all(r.state.is_final() for r in runs_in(e2e, start, end)),
+        timeout=180,
+        what="children to end",
+    )
+    later = runs_in(e2e, start, end)
+    assert {r.id for r in later} == at_cancel
+    assert len(at_cancel) < 9  # it stopped before running the whole backfill
+    assert any(r.state_type.value == "CANCELLED" for r in later)
+
+
+def test_killed_orchestrator_resubmitted_completes_every_partition_once(e2e):
+    start, end = date(2026, 10, 9), date(2026, 10, 11)
+    stores = "au-sydney,in-mumbai"
+    out = e2e.cli(
+        "backfill",
+        "--start",
+        str(start),
+        "--end",
+        str(end),
+        "--stores",
+        stores,
+        "--no-follow",
+        check=True,
+    )
+    parent = _parent_id(out.stdout)
+    # Kill it mid-backfill: once at least one child finished and others are in flight.
+    wait_for(
+        lambda: any(r.state_type.value == "COMPLETED" for r in runs_in(e2e, start, end)),
+        timeout=300,
+        what="a first child to complete",
+    )
+    pid = wait_for(lambda: _flow_run_pid(parent), timeout=30, what="the orchestrator process")
+    os.kill(pid, signal.SIGKILL)
+
+    again = e2e.cli("backfill", "--start", str(start), "--end", str(end), "--stores", stores)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    runs = runs_in(e2e, start, end)
+    per_partition = Counter(partition(r) for r in runs)
+    assert len(per_partition) == 6
+    assert set(per_partition.values()) == {1}, per_partition  # no duplicate child runs
+    assert {r.state_type.value for r in runs} == {"COMPLETED"}
+    newest = max(orchestrator_runs(e2e), key=lambda r: r.created)
+    assert newest.state_type.value == "COMPLETED"

@@ -1,0 +1,91 @@
+"""Scale profile end to end: Prefect server on PostgreSQL, two process workers, dbt and the
+ledger on PostgreSQL. Skips (with the reason) only where PostgreSQL is unreachable."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import date
+
+import pytest
+
+from clickstream.scale import drop_database, ensure_database, postgres_reachable
+from clickstream.warehouse import pg_dsn
+from tests.e2e_stack import DBT_GLOBAL_LIMIT, child_runs, generate, max_overlap, start_e2e_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+@pytest.fixture(scope="module")
+def pg_stack(tmp_path_factory):
+    ok, why = postgres_reachable()
+    if not ok:
+        pytest.skip(why)
+    suffix = uuid.uuid4().hex[:8]
+    warehouse_db, prefect_db = f"clickstream_e2e_{suffix}", f"prefect_e2e_{suffix}"
+    ensure_database(warehouse_db)
+    ensure_database(prefect_db)
+    ledger_url = pg_dsn(warehouse_db).replace("postgresql://", "postgresql+psycopg2://", 1)
+    env = {
+        "CLICKSTREAM_DBT_TARGET": "postgres",
+        "CLICKSTREAM_PG_DATABASE": warehouse_db,
+        "CLICKSTREAM_LEDGER_URL": ledger_url,
+    }
+    prefect_url = pg_dsn(prefect_db).replace("postgresql://", "postgresql+asyncpg://", 1)
+    handle = None
+    try:
+        handle = start_e2e_stack(
+            tmp_path_factory.mktemp("pg") / "state",
+            workers=2,
+            profile="postgres",
+            extra_env=env,
+            database_url=prefect_url,
+        )
+        generate(handle, date(2026, 10, 1), date(2026, 10, 6))
+        yield handle, env
+    finally:
+        if handle is not None:
+            handle.stack.down()
+        drop_database(warehouse_db)
+        drop_database(prefect_db)
+
+
+def test_server_really_runs_on_postgres(pg_stack):
+    handle, _ = pg_stack
+    log = (handle.stack.logs / "server.log").read_text(errors="replace")
+    assert sorted(handle.stack.pids()) == ["server", "worker-1", "worker-2"]
+    assert "postgresql+asyncpg" in handle.cfg.database_url
+    assert "Traceback" not in log
+
+
+def test_backfill_on_postgres_within_limits_and_idempotent(pg_stack, monkeypatch):
+    handle, env = pg_stack
+    start, end = date(2026, 10, 2), date(2026, 10, 5)
+    out = handle.cli("backfill", "--start", str(start), "--end", str(end))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    runs = [r for r in handle.api(child_runs) if r.parameters.get("ds")]
+    assert len(runs) == 12 and {r.state_type.value for r in runs} == {"COMPLETED"}
+    by_store = defaultdict(list)
+    for r in runs:
+        by_store[r.parameters["store_id"]].append((r.start_time, r.end_time))
+    assert all(max_overlap(v) == 1 for v in by_store.values())
+    assert max_overlap([(r.start_time, r.end_time) for r in runs]) <= DBT_GLOBAL_LIMIT
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from clickstream import ledger
+
+    builds = ledger.read_builds(None, start, end)
+    assert len(builds) == 12 and {b.status for b in builds.values()} == {"completed"}
+
+    import psycopg2
+
+    with psycopg2.connect(pg_dsn(env["CLICKSTREAM_PG_DATABASE"])) as con, con.cursor() as cur:
+        cur.execute("select count(*), sum(events) from us_flagship.clickstream_daily")
+        rows, events = cur.fetchone()
+    assert rows == 4 and events > 0
+
+    again = handle.cli("backfill", "--start", str(start), "--end", str(end))
+    assert again.returncode == 0 and "Nothing to do" in again.stdout
+    assert len([r for r in handle.api(child_runs) if r.parameters.get("ds")]) == 12
