@@ -20,9 +20,6 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events.actions import ChangeFlowRunState
@@ -31,7 +28,7 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 
 from clickstream.deployments import DBT_FLOW_NAME, ORCHESTRATOR_FLOW_NAME
-from clickstream.prefect_ops import GLOBAL_LIMIT_NAME, NON_TERMINAL
+from clickstream.prefect_ops import GLOBAL_LIMIT_NAME, NON_TERMINAL, read_non_terminal_runs
 
 # --- zombie runs ------------------------------------------------------------------------------
 ZOMBIE_AUTOMATION_NAME = "clickstream-crash-zombie-flow-runs"
@@ -195,21 +192,9 @@ def select_stuck_runs(
 
 async def read_store_runs(client: PrefectClient, deployment_id) -> list[FlowRun]:
     """Every non-terminal run of one store deployment."""
-    runs: list[FlowRun] = []
-    offset = 0
-    while True:
-        page = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=NON_TERMINAL))
-            ),
-            limit=200,
-            offset=offset,
-        )
-        runs.extend(page)
-        if len(page) < 200:
-            return runs
-        offset += 200
+    return await read_non_terminal_runs(
+        client, deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    )
 
 
 async def cancel_runs(

@@ -245,17 +245,16 @@ class Dispatcher:
         # previous orchestrator died between writing the ledger and creating the run).
         attempt = next_attempt(latest, key in self.attempts_used or known_run is not None)
         key_str = idempotency_key(sid, ds, attempt)
-        ledger.record_dispatch(
-            ledger.DispatchRecord(
-                store_id=sid,
-                ds=ds,
-                attempt=attempt,
-                idempotency_key=key_str,
-                flow_run_id=None,
-                orchestrator_run_id=self.orchestrator_run_id,
-                submitted_at=ledger.utcnow(),
-            )
+        dispatch = ledger.DispatchRecord(
+            store_id=sid,
+            ds=ds,
+            attempt=attempt,
+            idempotency_key=key_str,
+            flow_run_id=None,
+            orchestrator_run_id=self.orchestrator_run_id,
+            submitted_at=ledger.utcnow(),
         )
+        ledger.record_dispatch(dispatch)
         run = await with_api_retries(
             lambda: run_deployment(
                 name=f"{DBT_FLOW_NAME}/{sid}",
@@ -269,17 +268,7 @@ class Dispatcher:
             what=f"creating the run for {sid} {ds}",
             logger=self.logger,
         )
-        ledger.record_dispatch(
-            ledger.DispatchRecord(
-                store_id=sid,
-                ds=ds,
-                attempt=attempt,
-                idempotency_key=key_str,
-                flow_run_id=str(run.id),
-                orchestrator_run_id=self.orchestrator_run_id,
-                submitted_at=ledger.utcnow(),
-            )
-        )
+        ledger.record_dispatch(replace(dispatch, flow_run_id=str(run.id)))
         self.latest_attempt[key] = attempt
         self.attempts_used[key] = self.attempts_used.get(key, 0) + 1
         self.in_flight[key] = PartitionResult(

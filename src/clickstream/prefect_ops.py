@@ -152,13 +152,19 @@ async def read_flow_runs_by_id(
     return out
 
 
-async def read_active_store_runs(client: PrefectClient) -> list[FlowRun]:
-    """Non-terminal runs of the per-store dbt flow (any deployment, any trigger)."""
+async def read_non_terminal_runs(
+    client: PrefectClient,
+    *,
+    flow_filter: FlowFilter | None = None,
+    deployment_filter=None,
+) -> list[FlowRun]:
+    """Every scheduled/pending/running/cancelling/paused run matching the filters (paged)."""
     runs: list[FlowRun] = []
     offset = 0
     while True:
         page = await client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[DBT_FLOW_NAME])),
+            flow_filter=flow_filter,
+            deployment_filter=deployment_filter,
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=NON_TERMINAL))
             ),
@@ -169,6 +175,13 @@ async def read_active_store_runs(client: PrefectClient) -> list[FlowRun]:
         if len(page) < 200:
             return runs
         offset += 200
+
+
+async def read_active_store_runs(client: PrefectClient) -> list[FlowRun]:
+    """Non-terminal runs of the per-store dbt flow (any deployment, any trigger)."""
+    return await read_non_terminal_runs(
+        client, flow_filter=FlowFilter(name=FlowFilterName(any_=[DBT_FLOW_NAME]))
+    )
 
 
 def run_partition(run: FlowRun) -> tuple[str, date] | None:
