@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -60,7 +61,9 @@ class E2EStack:
                 async with get_client() as client:
                     return await coro_fn(client)
 
-        return asyncio.run(go())
+        # Its own thread: callers may already run an event loop (Playwright's sync API does).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, go()).result()
 
 
 def start_e2e_stack(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from datetime import date
 from uuid import UUID
 
@@ -65,29 +66,38 @@ def _ledger(e2e, fn, *args):
             os.environ["CLICKSTREAM_STATE_DIR"] = old
 
 
-def test_flow_in_process_writes_ledger_and_is_strict_about_the_limit(e2e, monkeypatch):
-    """Run against the real server: completes with dbt-global; fails loudly without it."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+def _run_flow_directly(e2e, store_id: str, ds: str):
+    """Call the flow function (no deployment, no worker) in a fresh Python process against the
+    stack's server: in-process, pytest's captured streams would break Prefect's log handlers."""
+    code = (
+        "import sys; from datetime import date; sys.path.insert(0, '.');"
+        "from flows.clickstream_dbt import clickstream_dbt_run;"
+        f"print(clickstream_dbt_run(store_id='{store_id}', ds=date.fromisoformat('{ds}')))"
+    )
+    return e2e.run(sys.executable, "-c", code, timeout=600)
 
+
+def test_flow_run_directly_writes_ledger_and_is_strict_about_the_limit(e2e, monkeypatch):
+    """Against the real server: completes with dbt-global; fails loudly without it."""
     from clickstream import ledger
-    from flows.clickstream_dbt import clickstream_dbt_run
 
     monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(e2e.cfg.state_dir))
-    with temporary_settings({PREFECT_API_URL: e2e.cfg.api_url}):
-        result = clickstream_dbt_run(store_id="in-mumbai", ds=date(2026, 10, 3))
-        assert result["mart_rows"] == 1
-        assert ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 3))].status == (
-            "completed"
-        )
+    ok = _run_flow_directly(e2e, "in-mumbai", "2026-10-03")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "'mart_rows': 1" in ok.stdout
+    assert ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 3))].status == (
+        "completed"
+    )
 
-        async def drop(client):
-            await client.delete_global_concurrency_limit_by_name("dbt-global")
+    async def drop(client):
+        await client.delete_global_concurrency_limit_by_name("dbt-global")
 
-        e2e.api(drop)
-        try:
-            with pytest.raises(Exception, match="dbt-global"):
-                clickstream_dbt_run(store_id="in-mumbai", ds=date(2026, 10, 4))
-            rec = ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 4))]
-            assert rec.status == "failed" and "dbt-global" in rec.error
-        finally:
-            e2e.cli("bootstrap", "--dbt-global-limit", "2", check=True)
+    e2e.api(drop)
+    try:
+        bad = _run_flow_directly(e2e, "in-mumbai", "2026-10-04")
+        assert bad.returncode != 0
+        assert "dbt-global" in bad.stdout + bad.stderr
+        rec = ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 4))]
+        assert rec.status == "failed" and "dbt-global" in rec.error
+    finally:
+        e2e.cli("bootstrap", "--dbt-global-limit", "2", check=True)

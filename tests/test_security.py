@@ -123,7 +123,7 @@ FAKES = [
     ("-----BEGIN " + "OPENSSH PRIVATE KEY-----", "id", "private key"),
     ("key_id = " + "AKIA" + "IOSFODNN7EXAMPLE", "x.py", "AWS access key id"),
     (
-        "aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_secret_" + "access_key = " + "wJalrXUtnFEMI" + "/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "credentials",
         "AWS secret",
     ),
