@@ -35,7 +35,7 @@ def e2e(tmp_path_factory):
 
     handle = start_e2e_stack(tmp_path_factory.mktemp("e2e") / "state")
     try:
-        generate(handle, date(2026, 10, 1), date(2026, 10, 20))
+        generate(handle, date(2026, 10, 1), date(2026, 10, 31))
         today = date.today()
         generate(handle, today - timedelta(days=6), today + timedelta(days=1))
         yield handle

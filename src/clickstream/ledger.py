@@ -61,6 +61,9 @@ partition_builds = Table(
     Column("source_max_loaded_at", DateTime),
     Column("fingerprint", String(80)),
     Column("started_at", DateTime),
+    # Inside the dbt-global slot: when dbt itself ran (limits and benchmarks use these).
+    Column("work_started_at", DateTime),
+    Column("work_ended_at", DateTime),
     Column("built_at", DateTime, nullable=False),
     Column("error", Text),
 )
@@ -101,6 +104,8 @@ class BuildRecord:
     source_event_count: int | None = None
     source_max_loaded_at: datetime | None = None
     started_at: datetime | None = None
+    work_started_at: datetime | None = None
+    work_ended_at: datetime | None = None
     error: str | None = None
 
 
