@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 
 from clickstream.scale import drop_database, ensure_database, postgres_reachable
-from clickstream.warehouse import pg_dsn
+from clickstream.warehouse import pg_dsn, pg_url
 from tests.e2e_stack import DBT_GLOBAL_LIMIT, child_runs, generate, max_overlap, start_e2e_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -25,13 +25,13 @@ def pg_stack(tmp_path_factory):
     warehouse_db, prefect_db = f"clickstream_e2e_{suffix}", f"prefect_e2e_{suffix}"
     ensure_database(warehouse_db)
     ensure_database(prefect_db)
-    ledger_url = pg_dsn(warehouse_db).replace("postgresql://", "postgresql+psycopg2://", 1)
+    ledger_url = pg_url(warehouse_db)
     env = {
         "CLICKSTREAM_DBT_TARGET": "postgres",
         "CLICKSTREAM_PG_DATABASE": warehouse_db,
         "CLICKSTREAM_LEDGER_URL": ledger_url,
     }
-    prefect_url = pg_dsn(prefect_db).replace("postgresql://", "postgresql+asyncpg://", 1)
+    prefect_url = pg_url(prefect_db, "asyncpg")
     handle = None
     try:
         handle = start_e2e_stack(

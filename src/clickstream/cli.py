@@ -159,16 +159,12 @@ def stack_up(
     if profile not in PROFILES:
         _fail(f"profile must be one of {', '.join(PROFILES)}")
     workers = workers or (2 if profile == "postgres" else 1)
-    db_url = None
+    db_url, extra = None, {}
     if profile == "postgres":
-        from clickstream.scale import prefect_database_url, prepare_postgres
+        from clickstream.scale import postgres_env_defaults, prefect_database_url, prepare_postgres
 
         prepare_postgres()
         db_url = prefect_database_url()
-    extra = {}
-    if profile == "postgres":
-        from clickstream.scale import postgres_env_defaults
-
         extra = postgres_env_defaults()
     cfg = StackConfig(
         port=port, profile=profile, workers=workers, database_url=db_url, extra_env=extra
@@ -251,6 +247,17 @@ def _run_api(coro):
 
 
 # --- backfill -----------------------------------------------------------------------------
+def _validate_locally(request: BackfillRequest) -> None:
+    """What needs no server, first: bad input never waits on the network (plan() retries the
+    API for minutes); the server-side checks (dbt-global limit, deployments) follow."""
+    from clickstream.planning import resolve_request
+
+    try:
+        resolve_request(request, load_registry(), global_limit=None, check_limit=False)
+    except (BackfillInputError, RegistryError) as exc:
+        _fail(str(exc))
+
+
 def _request(
     start: datetime | None,
     end: datetime | None,
@@ -347,13 +354,9 @@ async def _trigger_and_follow(request: BackfillRequest, params: dict, follow: bo
 
     from clickstream.deployments import orchestrator_full_name
     from clickstream.orchestrator import flow_run_url, plan
-    from clickstream.planning import resolve_request
     from clickstream.prefect_ops import TERMINAL
 
-    try:  # what needs no server first, so bad input never waits on the network
-        resolve_request(request, load_registry(), global_limit=None, check_limit=False)
-    except (BackfillInputError, RegistryError) as exc:
-        _fail(str(exc))
+    _validate_locally(request)
     async with get_client() as client:
         # Same validation as the flow, before anything is created.
         try:
@@ -427,12 +430,7 @@ def status(
         stores=_split(stores),
         allow_large_backfill=True,
     )
-    from clickstream.planning import resolve_request
-
-    try:  # bad input fails here, before any network call (plan() retries the API for minutes)
-        resolve_request(request, _registry(), global_limit=None, check_limit=False)
-    except BackfillInputError as exc:
-        _fail(str(exc))
+    _validate_locally(request)
     _run_api(_status(request))
 
 
@@ -481,16 +479,16 @@ def unstick(
     dry_run: Annotated[bool, typer.Option(help="List the runs; change nothing.")] = False,
 ) -> None:
     """Cancel a store's stuck runs (force) so its ENQUEUE slot frees; show dbt-global slots."""
-    from datetime import UTC, timedelta
+    from datetime import timedelta
 
     chosen = _registry_get(store)  # unknown store: error listing the known ones, no network
-    code = _run_api(
-        _unstick(chosen.store_id, timedelta(minutes=older_than_minutes), all_, dry_run, UTC)
-    )
+    code = _run_api(_unstick(chosen.store_id, timedelta(minutes=older_than_minutes), all_, dry_run))
     raise typer.Exit(code)
 
 
-async def _unstick(store_id: str, older_than, include_all: bool, dry_run: bool, tz) -> int:
+async def _unstick(store_id: str, older_than, include_all: bool, dry_run: bool) -> int:
+    from datetime import UTC
+
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -507,7 +505,7 @@ async def _unstick(store_id: str, older_than, include_all: bool, dry_run: bool, 
             dep = await client.read_deployment_by_name(f"{DBT_FLOW_NAME}/{store_id}")
         except ObjectNotFound:
             _fail(f"deployment {DBT_FLOW_NAME}/{store_id} does not exist; run `make deploy`")
-        now = datetime.now(tz)
+        now = datetime.now(UTC)
         runs = select_stuck_runs(
             await read_store_runs(client, dep.id), now, older_than, include_all=include_all
         )
@@ -518,7 +516,7 @@ async def _unstick(store_id: str, older_than, include_all: bool, dry_run: bool, 
             table = Table("flow run", "id", "state", "since (UTC)", "age", "ds", title=what)
             for r in runs:
                 age = str(r.age).split(".")[0] if r.age is not None else "?"
-                since = r.since.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if r.since else "?"
+                since = r.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if r.since else "?"
                 table.add_row(r.name, r.id, r.state_name, since, age, r.ds or "")
             console.print(table)
         code = 0

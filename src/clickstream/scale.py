@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from clickstream.warehouse import pg_dsn
+from clickstream.warehouse import pg_dsn, pg_url
 
 DEFAULT_PREFECT_DB = "prefect_clickstream"
 
@@ -16,8 +16,7 @@ def prefect_database_url() -> str:
     env = os.environ.get("CLICKSTREAM_PREFECT_DATABASE_URL")
     if env:
         return env
-    dsn = pg_dsn(os.environ.get("CLICKSTREAM_PREFECT_PG_DATABASE", DEFAULT_PREFECT_DB))
-    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    return pg_url(os.environ.get("CLICKSTREAM_PREFECT_PG_DATABASE", DEFAULT_PREFECT_DB), "asyncpg")
 
 
 def ensure_database(name: str) -> bool:
@@ -59,7 +58,7 @@ def postgres_env_defaults() -> dict[str, str]:
     db = os.environ.get("CLICKSTREAM_PG_DATABASE", "clickstream")
     defaults = {
         "CLICKSTREAM_DBT_TARGET": "postgres",
-        "CLICKSTREAM_LEDGER_URL": pg_dsn(db).replace("postgresql://", "postgresql+psycopg2://", 1),
+        "CLICKSTREAM_LEDGER_URL": pg_url(db),
     }
     return {k: os.environ.get(k, v) for k, v in defaults.items()}
 

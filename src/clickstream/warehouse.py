@@ -46,6 +46,11 @@ def pg_dsn(database: str | None = None) -> str:
     return f"postgresql://{auth}@{host}:{port}/{db}"
 
 
+def pg_url(database: str | None = None, driver: str = "psycopg2") -> str:
+    """SQLAlchemy URL for the same connection (``postgresql+<driver>://``)."""
+    return pg_dsn(database).replace("postgresql://", f"postgresql+{driver}://", 1)
+
+
 def read_partition_counts(store: Store, ds: date, target: str | None = None) -> dict[str, int]:
     """Rows the partition now has: mart rows, its events and sessions figures."""
     target = target or dbt_target()
