@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from uuid import UUID
 
 from clickstream import paths
 from clickstream.stack import Stack, StackConfig, client_env, free_port
@@ -150,3 +153,22 @@ def wait_for(predicate, timeout: float = 300, interval: float = 1.0, what: str =
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def state_of(handle: E2EStack):
+    """Point this process's ledger/landing reads at the stack's state folder for a while."""
+    old = os.environ.get("CLICKSTREAM_STATE_DIR")
+    os.environ["CLICKSTREAM_STATE_DIR"] = str(handle.cfg.state_dir)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("CLICKSTREAM_STATE_DIR", None)
+        else:
+            os.environ["CLICKSTREAM_STATE_DIR"] = old
+
+
+def parent_run_id(cli_stdout: str) -> UUID:
+    """The orchestrator run `clickstream backfill` triggered (from the URL it prints)."""
+    return UUID(re.search(r"/runs/flow-run/([0-9a-f-]{36})", cli_stdout).group(1))

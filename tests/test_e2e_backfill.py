@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pytest
 
-from tests.e2e_stack import DBT_GLOBAL_LIMIT, child_runs, max_overlap
+from tests.e2e_stack import DBT_GLOBAL_LIMIT, child_runs, max_overlap, state_of
 
 pytestmark = pytest.mark.e2e
-
-
-@contextmanager
-def state_of(e2e):
-    old = os.environ.get("CLICKSTREAM_STATE_DIR")
-    os.environ["CLICKSTREAM_STATE_DIR"] = str(e2e.cfg.state_dir)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("CLICKSTREAM_STATE_DIR", None)
-        else:
-            os.environ["CLICKSTREAM_STATE_DIR"] = old
 
 
 def partition(run):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from datetime import date
 from uuid import UUID
 
 import pytest
 
-from tests.e2e_stack import DBT_GLOBAL_LIMIT, max_overlap, wait_for
-from tests.test_e2e_backfill import partition, runs_in, state_of
+from tests.e2e_stack import DBT_GLOBAL_LIMIT, max_overlap, parent_run_id, state_of, wait_for
+from tests.test_e2e_backfill import partition, runs_in
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +24,7 @@ def test_overlapping_backfills_do_each_partition_once_within_limits(e2e):
         out = e2e.cli(
             "backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True
         )
-        parents.append(UUID(re.search(r"/runs/flow-run/([0-9a-f-]{36})", out.stdout).group(1)))
+        parents.append(parent_run_id(out.stdout))
 
     async def ui_like(client):
         run = await run_deployment(

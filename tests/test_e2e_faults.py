@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 from collections import Counter
 from datetime import date
@@ -12,14 +11,10 @@ from uuid import UUID
 
 import pytest
 
-from tests.e2e_stack import wait_for
+from tests.e2e_stack import parent_run_id, wait_for
 from tests.test_e2e_backfill import orchestrator_runs, partition, runs_in
 
 pytestmark = pytest.mark.e2e
-
-
-def _parent_id(out: str) -> UUID:
-    return UUID(re.search(r"/runs/flow-run/([0-9a-f-]{36})", out).group(1))
 
 
 def _flow_run_pid(run_id: UUID) -> int | None:
@@ -47,7 +42,7 @@ def _read(e2e, run_id):
 def test_cancelling_the_parent_cancels_children_and_dispatches_nothing_more(e2e):
     start, end = date(2026, 10, 18), date(2026, 10, 20)
     out = e2e.cli("backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True)
-    parent = _parent_id(out.stdout)
+    parent = parent_run_id(out.stdout)
     wait_for(
         lambda: any(r.state_type.value == "RUNNING" for r in runs_in(e2e, start, end)),
         timeout=240,
@@ -83,7 +78,7 @@ def test_killed_orchestrator_resubmitted_completes_every_partition_once(e2e):
         "--no-follow",
         check=True,
     )
-    parent = _parent_id(out.stdout)
+    parent = parent_run_id(out.stdout)
     # Kill it mid-backfill: once at least one child finished and others are in flight.
     wait_for(
         lambda: any(r.state_type.value == "COMPLETED" for r in runs_in(e2e, start, end)),

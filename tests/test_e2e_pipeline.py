@@ -9,7 +9,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.e2e_stack import max_overlap, wait_for
+from tests.e2e_stack import max_overlap, state_of, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,8 @@ def test_deployment_runs_from_cli_and_enqueues(e2e):
 
     from clickstream import ledger
 
-    builds = _ledger(e2e, ledger.read_builds, ["us-flagship"], date(2026, 10, 1), date(2026, 10, 2))
+    with state_of(e2e):
+        builds = ledger.read_builds(["us-flagship"], date(2026, 10, 1), date(2026, 10, 2))
     assert {k[1] for k in builds} == {date(2026, 10, 1), date(2026, 10, 2)}
     for rec in builds.values():
         assert rec.status == "completed"
@@ -50,20 +51,6 @@ def test_deployment_runs_from_cli_and_enqueues(e2e):
         assert rec.events > 0 and rec.sessions > 0
         assert rec.fingerprint and rec.source_event_count >= rec.events
         assert str(rec.flow_run_id) in {str(i) for i in ids}
-
-
-def _ledger(e2e, fn, *args):
-    import os
-
-    old = os.environ.get("CLICKSTREAM_STATE_DIR")
-    os.environ["CLICKSTREAM_STATE_DIR"] = str(e2e.cfg.state_dir)
-    try:
-        return fn(*args)
-    finally:
-        if old is None:
-            os.environ.pop("CLICKSTREAM_STATE_DIR")
-        else:
-            os.environ["CLICKSTREAM_STATE_DIR"] = old
 
 
 def _run_flow_directly(e2e, store_id: str, ds: str):
