@@ -67,7 +67,10 @@ from clickstream.prefect_ops import (
 from clickstream.registry import Registry, load_registry
 from clickstream.windows import partition_window
 
-POLL_SECONDS = float(os.environ.get("CLICKSTREAM_POLL_SECONDS", "1.0"))
+
+def poll_seconds() -> float:
+    """How often the orchestrator looks at its children (read per call: warm-forked runs)."""
+    return float(os.environ.get("CLICKSTREAM_POLL_SECONDS", "1.0"))
 
 
 @dataclass
@@ -331,7 +334,7 @@ class Dispatcher:
             while not self.scheduler.done:
                 for key in self.scheduler.next_batch():
                     await self._submit(key)
-                await asyncio.sleep(POLL_SECONDS)
+                await asyncio.sleep(poll_seconds())
                 if not self.in_flight:
                     continue
                 ids = [r.flow_run_id for r in self.in_flight.values()]

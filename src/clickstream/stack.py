@@ -8,12 +8,14 @@ restart (filesystem lease storage), and workers poll every second.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -50,6 +52,8 @@ class StackConfig:
     scheduler: bool = True
     database_url: str | None = None  # postgres profile: postgresql+asyncpg://...
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Fork flow runs from a pre-imported interpreter (clickstream.warm); False = cold starts.
+    warm: bool = True
 
     @property
     def api_url(self) -> str:
@@ -109,6 +113,8 @@ def worker_env(cfg: StackConfig) -> dict[str, str]:
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "10",
         "PREFECT_RUNNER_HEARTBEAT_FREQUENCY": "30",
+        # The deployments' command is `python -m clickstream.launch`: this interpreter's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
@@ -187,8 +193,26 @@ class Stack:
             time.sleep(0.5)
         raise TimeoutError(f"Prefect server not healthy after {timeout}s; see {self.logs}")
 
-    def start_worker(self, n: int = 1) -> int:
+    def warm_socket(self, n: int) -> Path:
+        path = self.cfg.stack_dir / f"warm-{n}.sock"
+        if len(str(path)) > 100:  # AF_UNIX paths are limited to ~108 bytes
+            digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+            path = Path(tempfile.gettempdir()) / f"clickstream-warm-{digest}.sock"
+        return path
+
+    def start_worker(self, n: int = 1, warm: bool | None = None) -> int:
+        """Start process worker ``n`` and, unless disabled, its warm server.
+
+        The warm server (``clickstream.warm``) forks flow runs from an interpreter that has
+        prefect and dbt imported already; ``clickstream.launch`` (the deployments' command)
+        falls back to a cold ``python -m prefect.engine`` when it is not there.
+        """
         name = f"worker-{n}"
+        env = worker_env(self.cfg)
+        if self.cfg.warm if warm is None else warm:
+            sock = self.warm_socket(n)
+            self._spawn(f"warm-{n}", [sys.executable, "-m", "clickstream.warm", str(sock)], env)
+            env = {**env, "CLICKSTREAM_WARM_SOCKET": str(sock)}
         return self._spawn(
             name,
             [
@@ -202,7 +226,7 @@ class Stack:
                 "--name",
                 f"{socket.gethostname()}-{name}",
             ],
-            worker_env(self.cfg),
+            env,
         )
 
     def up(self) -> None:
