@@ -1,6 +1,6 @@
 """Warm server: fork flow runs from an interpreter that has already imported their code.
 
-A cold flow run spends ~7 s of CPU importing prefect, dbt and prefect-dbt before it does any
+A cold flow run spends ~7 s of CPU importing prefect and dbt before it does any
 work (measured on the 2-core dev box; see bench/RESULTS.md). ``clickstream stack`` starts
 one warm server next to each process worker. It imports all of that once, then serves
 requests from ``clickstream.launch`` on a Unix socket: for each, it forks a child that takes
@@ -35,7 +35,6 @@ PRELOAD = (
     "prefect.flow_engine",
     "prefect.concurrency.sync",
     "prefect.deployments.flow_runs",
-    "prefect_dbt",
     "dbt.cli.main",
     "dbt.adapters.duckdb",
     "dbt.adapters.postgres",
