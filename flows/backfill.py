@@ -49,7 +49,8 @@ async def clickstream_backfill(
             stale = failed + built before late data arrived; all = everything in range.
         order: Dates within each store: oldest_first or newest_first.
         max_parallel: Child runs in flight at once across all stores (one per store at most).
-            Empty = the dbt-global limit; more than that limit is an error.
+            Empty = 2 x the dbt-global limit (runs beyond the limit wait for a dbt slot);
+            more than that is an error.
         max_attempts: Tries per partition in this backfill before it counts as failed.
         pause_store_schedules: Pause the selected stores' 30-minute schedules while the
             backfill runs; they are resumed afterwards whatever the outcome.

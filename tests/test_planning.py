@@ -55,7 +55,7 @@ def test_resolves_all_active_stores_by_default():
     r = resolve(start_date=D(2026, 11, 1), end_date=D(2026, 11, 4))
     assert [s.store_id for s in r.stores] == ["au-sydney", "in-mumbai", "us-flagship"]
     assert r.partition_count == 12
-    assert r.max_parallel == 4  # defaults to the dbt-global limit
+    assert r.max_parallel == 8  # defaults to OVERSUBSCRIBE (2) x the dbt-global limit
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_resolves_all_active_stores_by_default():
         ({"stores": ("../x",)}, "unknown store '../x'"),
         ({"stores": ("a;drop",)}, "unknown store 'a;drop'"),
         ({"max_parallel": 0}, "max_parallel must be at least 1"),
-        ({"max_parallel": 5}, "exceeds the dbt-global limit 4"),
+        ({"max_parallel": 9}, "exceeds 2 x the dbt-global limit 4"),
         ({"max_attempts": 0}, "max_attempts must be at least 1"),
         ({"reprocess": "everything"}, "reprocess must be one of"),
         ({"order": "random"}, "order must be one of"),

@@ -296,7 +296,8 @@ def backfill(
     ] = "missing",
     order: Annotated[str, typer.Option(help="oldest_first | newest_first")] = "oldest_first",
     max_parallel: Annotated[
-        int | None, typer.Option(help="Child runs at once (default: the dbt-global limit).")
+        int | None,
+        typer.Option(help="Child runs at once (default and maximum: 2 x the dbt-global limit)."),
     ] = None,
     max_attempts: int = 2,
     pause_schedules: Annotated[

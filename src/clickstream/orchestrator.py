@@ -70,7 +70,7 @@ from clickstream.windows import partition_window
 
 def poll_seconds() -> float:
     """How often the orchestrator looks at its children (read per call: warm-forked runs)."""
-    return float(os.environ.get("CLICKSTREAM_POLL_SECONDS", "1.0"))
+    return float(os.environ.get("CLICKSTREAM_POLL_SECONDS", "0.5"))
 
 
 @dataclass
@@ -317,7 +317,6 @@ class Dispatcher:
             self.logger.error(
                 "%s %s failed after attempt %s: %s", sid, ds, res.attempt, res.message
             )
-        await self._progress()
 
     async def _cancel_child(self, key: PartitionKey, res: PartitionResult, why: str) -> None:
         try:
@@ -343,10 +342,12 @@ class Dispatcher:
                     what="polling child runs",
                     logger=self.logger,
                 )
+                finished = 0
                 for key, res in list(self.in_flight.items()):
                     run = runs.get(str(res.flow_run_id))
                     if run is not None and run.state_type in TERMINAL:
                         await self._finish(key, run)
+                        finished += 1
                     elif (
                         res.started is not None
                         and time.monotonic() - res.started > self.child_timeout_seconds
@@ -359,6 +360,11 @@ class Dispatcher:
                         )
                         await self._cancel_child(key, res, "backfill child timeout")
                         res.started = None  # cancel once; its terminal state ends it
+                if finished:
+                    # Refill the freed lanes first; the progress artifact can wait a moment.
+                    for key in self.scheduler.next_batch():
+                        await self._submit(key)
+                    await self._progress()
         except BaseException:
             # Parent cancelled or crashed: stop what we started, dispatch nothing more.
             for key, res in list(self.in_flight.items()):

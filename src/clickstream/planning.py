@@ -54,6 +54,13 @@ class BackfillInputError(ValueError):
     """Bad backfill input. Raised before anything is submitted; the message lists every problem."""
 
 
+# Runs in flight per dbt-global slot. A run spends part of its life outside dbt (start,
+# fingerprint, ledger, completion: ~1-4 s here); with twice as many runs as slots, one run
+# starts while another builds, so the slots do not idle between runs. A run beyond the
+# limit waits for its slot inside its own process and holds only its own store's lane.
+OVERSUBSCRIBE = 2
+
+
 @dataclass(frozen=True)
 class BackfillRequest:
     """What a person asked for (UI form, CLI flags or the nightly schedule)."""
@@ -63,7 +70,7 @@ class BackfillRequest:
     stores: tuple[str, ...] = ()  # empty = every active store
     reprocess: str = "missing"
     order: str = "oldest_first"
-    max_parallel: int | None = None  # None = the dbt-global limit
+    max_parallel: int | None = None  # None = OVERSUBSCRIBE x the dbt-global limit
     max_attempts: int = 2
     mode: str = "backfill"  # or "catch_up"
     lookback_days: int = 7
@@ -130,15 +137,15 @@ def resolve_request(
             "run `clickstream bootstrap` first"
         )
     elif max_parallel is None:
-        max_parallel = global_limit
+        max_parallel = OVERSUBSCRIBE * global_limit
     if max_parallel is not None:
         if max_parallel < 1:
             problems.append(f"max_parallel must be at least 1, got {max_parallel}")
-        elif global_limit is not None and max_parallel > global_limit:
+        elif global_limit is not None and max_parallel > OVERSUBSCRIBE * global_limit:
             problems.append(
-                f"max_parallel {max_parallel} exceeds the dbt-global limit {global_limit}; "
-                f"lower it or raise the limit (`clickstream bootstrap --dbt-global-limit "
-                f"{max_parallel}`)"
+                f"max_parallel {max_parallel} exceeds {OVERSUBSCRIBE} x the dbt-global limit "
+                f"{global_limit}; lower it or raise the limit (`clickstream bootstrap "
+                f"--dbt-global-limit {-(-max_parallel // OVERSUBSCRIBE)}`)"
             )
 
     # Stores: unknown and inactive ones are errors that list the valid choices.
