@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
-from clickstream import paths
+from bench.analysis import max_overlap  # noqa: F401 - re-exported for the e2e tests
 from clickstream.stack import Stack, StackConfig, client_env, free_port
 
 BIN = Path(sys.executable).parent
@@ -37,7 +37,7 @@ class E2EStack:
         proc = subprocess.run(
             list(argv),
             env=self.env,
-            cwd=str(paths.project_dir()),
+            cwd=str(self.cfg.project_dir),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -70,10 +70,19 @@ class E2EStack:
 
 
 def start_e2e_stack(
-    state_dir: Path, *, workers: int = 1, profile: str = "sqlite", extra_env=None, database_url=None
+    state_dir: Path,
+    *,
+    workers: int = 1,
+    profile: str = "sqlite",
+    extra_env=None,
+    database_url=None,
+    project_dir: Path | None = None,
+    dbt_global_limit: int = DBT_GLOBAL_LIMIT,
+    zombie_after_seconds: int | None = None,
 ) -> E2EStack:
     cfg = StackConfig(
         state_dir=state_dir,
+        **({"project_dir": project_dir} if project_dir else {}),
         port=free_port(),
         profile=profile,
         workers=workers,
@@ -87,7 +96,10 @@ def start_e2e_stack(
     handle = E2EStack(cfg, stack, env)
     try:
         stack.up()
-        handle.cli("bootstrap", "--dbt-global-limit", str(DBT_GLOBAL_LIMIT), check=True)
+        bootstrap = ["bootstrap", "--dbt-global-limit", str(dbt_global_limit)]
+        if zombie_after_seconds:
+            bootstrap += ["--zombie-after-seconds", str(zombie_after_seconds)]
+        handle.cli(*bootstrap, check=True)
         handle.prefect("deploy", "--all", check=True, timeout=300)
     except BaseException:
         stack.down()
@@ -129,20 +141,6 @@ async def child_runs(client, since=None):
     if since is not None:
         runs = [r for r in runs if r.created and r.created >= since]
     return runs
-
-
-def max_overlap(intervals) -> int:
-    """Largest number of [start, end) intervals that overlap at one instant."""
-    events = []
-    for start, end in intervals:
-        events.append((start, 1))
-        events.append((end, -1))
-    events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
-    cur = best = 0
-    for _, delta in events:
-        cur += delta
-        best = max(best, cur)
-    return best
 
 
 def wait_for(predicate, timeout: float = 300, interval: float = 1.0, what: str = "condition"):

@@ -244,9 +244,19 @@ def _host(url: str) -> str:
 def test_server_and_workers_bind_and_talk_to_loopback_only(fake_spawn):
     stack_mod, cfg = fake_spawn
     stack = stack_mod.Stack(cfg)
-    stack.up()  # server + 2 workers, all through the fake Popen
-    assert len(FakePopen.calls) == 3
-    (server_argv, server_env), *workers = FakePopen.calls
+    stack.up()  # server + 2 workers (each with its warm server), all through the fake Popen
+    assert len(FakePopen.calls) == 5
+    (server_argv, server_env), *rest = FakePopen.calls
+    warms = [c for c in rest if c[0][1:3] == ["-m", "clickstream.warm"]]
+    workers = [c for c in rest if c not in warms]
+    assert len(warms) == 2 and len(workers) == 2
+
+    # Warm servers listen on a Unix socket file only (no TCP port), one per worker.
+    sockets = []
+    for argv, _env in warms:
+        assert len(argv) == 4 and argv[3].endswith(".sock") and argv[3].startswith("/")
+        sockets.append(argv[3])
+    assert sorted(env["CLICKSTREAM_WARM_SOCKET"] for _, env in workers) == sorted(sockets)
 
     # The server: --host 127.0.0.1 on the command line and in its settings.
     assert server_argv[1:3] == ["server", "start"]

@@ -29,6 +29,7 @@ from prefect.exceptions import ObjectNotFound
 
 from clickstream.deployments import DBT_FLOW_NAME, ORCHESTRATOR_FLOW_NAME
 from clickstream.prefect_ops import GLOBAL_LIMIT_NAME, NON_TERMINAL, read_non_terminal_runs
+from clickstream.store_run import dbt_slot_lease_seconds
 
 # --- zombie runs ------------------------------------------------------------------------------
 ZOMBIE_AUTOMATION_NAME = "clickstream-crash-zombie-flow-runs"
@@ -230,6 +231,7 @@ async def global_limit_summary(client: PrefectClient, name: str = GLOBAL_LIMIT_N
     return (
         f"{name!r}: {gcl.active_slots}/{gcl.limit} slots active"
         f"{'' if gcl.active else ' (limit inactive)'}. A slot held by a killed dbt process is "
-        "not freed by unstick: it returns when its lease expires (300 s after the last "
-        "renewal; the server reclaims expired leases every 15 s)."
+        "not freed by unstick: it returns when its lease expires "
+        f"({dbt_slot_lease_seconds():.0f} s after the last renewal, "
+        "CLICKSTREAM_DBT_SLOT_LEASE_SECONDS; the server reclaims expired leases every 15 s)."
     )

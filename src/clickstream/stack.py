@@ -34,7 +34,9 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens there (TIME_WAIT leftovers do not count: uvicorn sets SO_REUSEADDR)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -45,6 +47,8 @@ def port_is_free(port: int) -> bool:
 @dataclass
 class StackConfig:
     state_dir: Path = field(default_factory=paths.state_dir)
+    # The project the stack serves (prefect.yaml, stores/, flows/, dbt/): runs start there.
+    project_dir: Path = field(default_factory=paths.project_dir)
     port: int = 4200
     profile: str = "sqlite"
     workers: int = 1
@@ -81,6 +85,7 @@ def client_env(cfg: StackConfig) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
         "CLICKSTREAM_STATE_DIR": str(cfg.state_dir),
+        "CLICKSTREAM_PROJECT_DIR": str(cfg.project_dir),
     }
 
 
@@ -100,6 +105,9 @@ def server_env(cfg: StackConfig) -> dict[str, str]:
         # ENQUEUE re-checks a waiting run every 30 s by default; 5 s drains a store's queue
         # of regular/manual runs faster (backfills do not rely on it).
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+        # A run waiting for a dbt-global slot retries after the server's Retry-After, which
+        # is capped at 30 s by default; 1 s hands a freed slot on at once.
+        "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true" if cfg.scheduler else "false",
         "PREFECT_UI_API_URL": cfg.api_url,
     }
@@ -142,7 +150,7 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=str(paths.project_dir()),
+            cwd=str(self.cfg.project_dir),
             start_new_session=True,  # own process group: stop kills the flow runs it started
         )
         self._pidfile(name).write_text(str(proc.pid))
@@ -159,6 +167,10 @@ class Stack:
     # -- lifecycle -----------------------------------------------------------------------
     def start_server(self, timeout: float = 120.0) -> None:
         self.cfg.prefect_home.mkdir(parents=True, exist_ok=True)
+        # A restart on the same port may briefly find it still held by the old process.
+        deadline = time.monotonic() + 15
+        while not port_is_free(self.cfg.port) and time.monotonic() < deadline:
+            time.sleep(0.5)
         if not port_is_free(self.cfg.port):
             raise RuntimeError(
                 f"127.0.0.1:{self.cfg.port} is taken; `make down` or pick PORT=<free port>"
@@ -211,7 +223,9 @@ class Stack:
         env = worker_env(self.cfg)
         if self.cfg.warm if warm is None else warm:
             sock = self.warm_socket(n)
-            self._spawn(f"warm-{n}", [sys.executable, "-m", "clickstream.warm", str(sock)], env)
+            running = self.pids().get(f"warm-{n}")
+            if not (running and _alive(running)):  # a restarted worker reuses a live one
+                self._spawn(f"warm-{n}", [sys.executable, "-m", "clickstream.warm", str(sock)], env)
             env = {**env, "CLICKSTREAM_WARM_SOCKET": str(sock)}
         return self._spawn(
             name,

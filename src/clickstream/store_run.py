@@ -22,6 +22,16 @@ from clickstream.registry import load_registry
 from clickstream.warehouse import dbt_environment, dbt_target, read_partition_counts
 from clickstream.windows import local_today, partition_window
 
+# How long a dbt-global slot outlives a holder that died (SIGKILL, lost machine): the run
+# renews its lease every 3/4 of this while alive; the server frees expired leases every 15 s.
+DEFAULT_DBT_SLOT_LEASE_SECONDS = 120
+
+
+def dbt_slot_lease_seconds() -> float:
+    return float(
+        os.environ.get("CLICKSTREAM_DBT_SLOT_LEASE_SECONDS", DEFAULT_DBT_SLOT_LEASE_SECONDS)
+    )
+
 
 class PartitionInputError(ValueError):
     """A ds outside the store's backfillable range."""
@@ -97,7 +107,9 @@ def run_store_partition(
 
     try:
         # strict=True: if the limit is missing the run fails instead of running unlimited.
-        with concurrency(GLOBAL_LIMIT_NAME, occupy=1, strict=True):
+        with concurrency(
+            GLOBAL_LIMIT_NAME, occupy=1, strict=True, lease_duration=dbt_slot_lease_seconds()
+        ):
             work["start"] = ledger.utcnow()
             try:
                 _invoke_dbt(args)
