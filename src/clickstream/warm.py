@@ -176,6 +176,8 @@ def serve(socket_path: Path) -> Request | None:
                     for fd in req.fds:
                         os.close(fd)
                     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+                    run_id = req.argv[0] if req.argv else req.env.get("PREFECT__FLOW_RUN_ID", "?")
+                    print(f"forked pid {pid} for flow run {run_id}", flush=True)
                     children[pid] = Child(pid, conn)
                     sel.register(conn, selectors.EVENT_READ, pid)
             else:
