@@ -129,8 +129,9 @@ def _invoke_dbt(args: list[str]) -> None:
 
     dbt's own runner, not prefect-dbt's PrefectDbtRunner: that one turns each of the 15
     nodes into a Prefect task run (API calls and events per node), which measured ~2-3 s
-    extra per partition here, more than the DuckDB work of a day. The flow run log keeps
-    dbt's lines (START/OK/PASS per node, the summary), and a failure names the nodes.
+    extra per partition here, more than the DuckDB work of a day. The flow run log gets
+    one line per node result, the summary, and every warning and error; dbt's full debug
+    log stays in the store's target folder (``<state>/dbt-target/<store_id>/logs``).
     """
     import logging
 
@@ -142,7 +143,9 @@ def _invoke_dbt(args: list[str]) -> None:
     def forward(event) -> None:
         level = levels.get(getattr(event.info, "level", "info"), logging.INFO)
         msg = getattr(event.info, "msg", "")
-        if level is not None and msg and event.info.name not in _QUIET_EVENTS:
+        if level is None or not msg:
+            return
+        if level > logging.INFO or event.info.name in _FORWARDED_EVENTS:
             logger.log(level, "%s", msg)
 
     result = dbtRunner(callbacks=[forward]).invoke([*args, "--quiet"])
@@ -161,5 +164,19 @@ class DbtBuildError(RuntimeError):
     """dbt ran and reported failing nodes (or could not run at all)."""
 
 
-# dbt events that only repeat what the node lines already say.
-_QUIET_EVENTS = frozenset({"MainReportVersion", "MainEncounteredError"})
+# Info-level dbt events worth a line in the flow run log (every run writes these through the
+# API, so START lines, parse chatter and the like stay in dbt's own log file).
+_FORWARDED_EVENTS = frozenset(
+    {
+        "LogModelResult",
+        "LogTestResult",
+        "LogNodeResult",
+        "LogSkipBecauseError",
+        "FinishedRunningStats",
+        "EndOfRunSummary",
+        "StatsLine",
+        "RunResultError",
+        "RunResultFailure",
+        "UnableToPartialParse",
+    }
+)
