@@ -21,6 +21,7 @@ Figures come from the server's flow-run timestamps and the ledger's dbt work int
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -269,6 +270,12 @@ def run_strategy(
     return result
 
 
+def _restore_env(saved: dict[str, str], root: Path) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def run(
     stores: int = 4,
     days: int = 10,
@@ -282,7 +289,14 @@ def run(
     saved = dict(os.environ)
     bench = BenchStack(root, synthetic_stores(stores), global_limit)
     results: list[StrategyRun] = []
-    try:
+    # Prefect reads its settings once per process: if anything imported prefect before this
+    # (pytest does), the env set above is not seen. Point this process's client at our stack.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(_restore_env, dict(saved), root)
+        cleanup.callback(bench.down)
+        cleanup.enter_context(temporary_settings(updates={PREFECT_API_URL: bench.cfg.api_url}))
         t = time.monotonic()
         bench.up(start, end, events_per_day)
         print(f"  stack, deployments and data ready in {time.monotonic() - t:.0f}s", flush=True)
@@ -292,11 +306,6 @@ def run(
                 results.append(run_strategy(bench, strategy, rnd, start, end))
         # Dispatch overhead without contention: one store, one lane, nothing to wait for.
         probe = run_strategy(bench, "ours", 0, start, end, stores=bench.stores[:1])
-    finally:
-        bench.down()
-        os.environ.clear()
-        os.environ.update(saved)
-        shutil.rmtree(root, ignore_errors=True)
     return {
         "stores": stores,
         "days": days,
