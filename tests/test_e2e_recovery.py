@@ -10,6 +10,7 @@ import os
 import signal
 from collections import Counter, defaultdict
 from datetime import date, timedelta
+from uuid import UUID
 
 import pytest
 
@@ -30,13 +31,17 @@ pytestmark = pytest.mark.e2e
 
 LEASE_SECONDS = 60  # the server's minimum
 ZOMBIE_AFTER_SECONDS = 60
+RUN_TIMEOUT_SECONDS = 60  # production default 3600
 
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
     handle = start_e2e_stack(
         tmp_path_factory.mktemp("recovery") / "state",
-        extra_env={"CLICKSTREAM_DBT_SLOT_LEASE_SECONDS": str(LEASE_SECONDS)},
+        extra_env={
+            "CLICKSTREAM_DBT_SLOT_LEASE_SECONDS": str(LEASE_SECONDS),
+            "CLICKSTREAM_DBT_RUN_TIMEOUT_SECONDS": str(RUN_TIMEOUT_SECONDS),
+        },
         zombie_after_seconds=ZOMBIE_AFTER_SECONDS,
     )
     try:
@@ -202,3 +207,52 @@ def test_nightly_catch_up_overlapping_a_cli_backfill(rec):
     with state_of(rec):
         builds = ledger.read_builds(None, today - timedelta(days=9), today)
     assert max_overlap([(b.work_started_at, b.work_ended_at) for b in builds.values()]) <= 2
+
+
+def test_stuck_run_is_bounded_by_its_timeout_and_frees_the_store_queue(rec):
+    """A store run that can never proceed (here: every dbt-global slot is held elsewhere)
+    ends at its timeout instead of holding the store's ENQUEUE slot forever; the store's
+    next run, queued behind it, then runs."""
+    store = "in-mumbai"
+    first, second = date(2026, 10, 7), date(2026, 10, 8)
+
+    async def hold_every_slot(client):
+        limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)
+        resp = await client.increment_concurrency_slots_with_lease(
+            names=[GLOBAL_LIMIT_NAME], slots=limit.limit, mode="concurrency", lease_duration=600
+        )
+        return resp.json()["lease_id"]
+
+    async def create_runs(client):
+        dep = await client.read_deployment_by_name(f"clickstream-dbt-run/{store}")
+        return [
+            (await client.create_flow_run_from_deployment(dep.id, parameters={"ds": str(d)})).id
+            for d in (first, second)
+        ]
+
+    lease_id = rec.api(hold_every_slot)
+    stuck, queued = rec.api(create_runs)
+    wait_for(
+        lambda: read_run(rec, stuck).state_type.value == "RUNNING",
+        timeout=120,
+        what="the first run to start (and wait for a dbt slot)",
+    )
+    ended = wait_for(
+        lambda: (r := read_run(rec, stuck)).state.is_final() and r,
+        timeout=RUN_TIMEOUT_SECONDS + 90,
+        what="the stuck run to hit its timeout",
+    )
+    assert ended.state_type.value == "FAILED", ended.state
+    assert "timed out" in (ended.state.message or "").lower() or ended.state.name == "TimedOut"
+    assert not read_run(rec, queued).state.is_final()  # still queued behind it, not lost
+
+    async def release(client):
+        await client.release_concurrency_slots_with_lease(UUID(lease_id))
+
+    rec.api(release)
+    done = wait_for(
+        lambda: (r := read_run(rec, queued)).state.is_final() and r,
+        timeout=240,
+        what="the queued run of the same store to run",
+    )
+    assert done.state_type.value == "COMPLETED", done.state
