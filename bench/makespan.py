@@ -72,6 +72,7 @@ class BenchStack:
         os.environ["CLICKSTREAM_STATE_DIR"] = str(self.state)
         os.environ.pop("CLICKSTREAM_STORES_DIR", None)
         self.cfg = StackConfig(state_dir=self.state, port=free_port(), scheduler=False)
+        self.cfg.prefect_home.mkdir(parents=True, exist_ok=True)  # before prefect reads it
         self.stack = Stack(self.cfg)
         self.env = {**os.environ, **client_env(self.cfg), "COLUMNS": "200"}
         os.environ.update(client_env(self.cfg))
