@@ -232,8 +232,36 @@ def main(argv: list[str]) -> int:
 
     # runpy notes that prefect.engine is already imported (preloaded): expected here.
     warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
-    runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
-    return 0
+    code = 0
+    try:
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    _exit_forked_child(code)
+    return code  # not reached
+
+
+def _exit_forked_child(code: int) -> None:
+    """Python's shutdown (threads joined, atexit: Prefect flushes its logs and events), then
+    ``os._exit``. C++ static destructors must not run in a forked child: DuckDB's, built
+    in the warm server before the fork, abort the process ("terminate called without an
+    active exception", SIGABRT), which made the worker see a crash after the run ended."""
+    import atexit
+    import threading
+
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]  # what interpreter exit does first
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":
