@@ -54,7 +54,7 @@ def pg_stack(tmp_path_factory):
 def test_server_really_runs_on_postgres(pg_stack):
     handle, _ = pg_stack
     log = (handle.stack.logs / "server.log").read_text(errors="replace")
-    assert sorted(handle.stack.pids()) == ["server", "worker-1", "worker-2"]
+    assert sorted(handle.stack.pids()) == ["server", "warm-1", "warm-2", "worker-1", "worker-2"]
     assert "postgresql+asyncpg" in handle.cfg.database_url
     assert "Traceback" not in log
 
