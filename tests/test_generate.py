@@ -10,11 +10,9 @@ import pytest
 
 from clickstream.generate import (
     EVENT_TYPES,
-    Fingerprint,
     add_bad_events,
     add_late_events,
     generate,
-    source_fingerprints,
 )
 from clickstream.registry import Store
 from clickstream.windows import date_range, partition_window
@@ -244,55 +242,3 @@ def test_add_bad_events(tmp_path):
     assert {r[0] for r in rows} == {"bogus"}
     # Local noon in Kolkata is 06:30 UTC.
     assert min(r[1] for r in rows) == datetime(2026, 11, 1, 6, 30)
-
-
-def test_fingerprints(landing, tmp_path):
-    windows = [partition_window(NY.timezone, d) for d in date_range(START, END)]
-    fps = source_fingerprints(NY, windows, landing=landing)
-    assert list(fps) == [w.ds for w in windows]
-    for w in windows:
-        expected = (
-            _all(landing, "us-flagship")
-            .filter(
-                f"event_ts >= TIMESTAMP '{w.window_start}' "
-                f"AND event_ts < TIMESTAMP '{w.window_end}'"
-            )
-            .aggregate("count(*), max(loaded_at)")
-            .fetchall()[0]
-        )
-        assert (fps[w.ds].event_count, fps[w.ds].max_loaded_at) == expected
-    first = fps[windows[0].ds]
-    assert first.token == f"{first.event_count}:{first.max_loaded_at.isoformat()}"
-
-    # Late data changes exactly the affected partition's fingerprint.
-    generate([NY], START, END, EPD, landing=tmp_path)
-    before = source_fingerprints(NY, windows, landing=tmp_path)
-    assert before == fps
-    ds = date(2026, 11, 1)
-    add_late_events(NY, ds, 3, landing=tmp_path, loaded_at=datetime(2030, 1, 1))
-    after = source_fingerprints(NY, windows, landing=tmp_path)
-    assert after[ds].event_count == before[ds].event_count + 3
-    assert after[ds].max_loaded_at == datetime(2030, 1, 1)
-    assert after[ds].token != before[ds].token
-    assert {d: f for d, f in after.items() if d != ds} == {
-        d: f for d, f in before.items() if d != ds
-    }
-
-
-def test_fingerprints_of_missing_data(tmp_path):
-    windows = [partition_window(NY.timezone, date(2026, 11, 1))]
-    empty = Fingerprint(0, None)
-    assert source_fingerprints(NY, windows, landing=tmp_path) == {date(2026, 11, 1): empty}
-    assert empty.token == "0:none"
-    generate([NY], date(2026, 11, 2), date(2026, 11, 2), 100, landing=tmp_path)
-    assert source_fingerprints(NY, windows, landing=tmp_path)[date(2026, 11, 1)] == empty
-
-
-def test_fingerprints_of_many_windows_in_one_call(tmp_path):
-    """1000 windows in one call (speed is measured by the benchmark, not asserted here)."""
-    days = date_range(date(2024, 1, 1), date(2026, 9, 26))  # 1000 days
-    generate([NY], days[0], days[-1], 20, landing=tmp_path)
-    windows = [partition_window(NY.timezone, d) for d in days]
-    fps = source_fingerprints(NY, windows, landing=tmp_path)
-    assert len(fps) == 1000
-    assert all(fp.event_count > 0 for fp in fps.values())

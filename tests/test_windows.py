@@ -2,7 +2,15 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from clickstream.windows import date_range, last_complete_days, local_today, partition_window
+from clickstream.windows import (
+    date_range,
+    input_range,
+    last_complete_days,
+    local_date,
+    local_today,
+    partition_window,
+    partition_windows,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,11 +32,9 @@ def test_window_bounds(tz, ds, start, end, hours):
     assert w.window_start == datetime.fromisoformat(start)
     assert w.window_end == datetime.fromisoformat(end)
     assert w.hours == hours
-    assert w.as_dbt_vars() == {
-        "ds": ds.isoformat(),
-        "window_start": f"{start}:00",
-        "window_end": f"{end}:00",
-    }
+    # What a build reads: the window plus one hour before it.
+    assert w.input_start == datetime.fromisoformat(start) - timedelta(hours=1)
+    assert w.input_end == w.window_end
 
 
 @pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kolkata", "Australia/Sydney", "UTC"])
@@ -57,3 +63,19 @@ def test_local_today_and_complete_days():
 def test_date_range_rejects_reversed():
     with pytest.raises(ValueError, match="before start"):
         date_range(date(2026, 1, 2), date(2026, 1, 1))
+
+
+def test_input_range_of_several_days_spans_the_first_lookback_to_the_last_window_end():
+    windows = partition_windows("America/New_York", [date(2026, 11, 2), date(2026, 10, 31)])
+    assert [w.ds for w in windows] == [date(2026, 10, 31), date(2026, 11, 2)]
+    assert input_range(windows) == (
+        datetime(2026, 10, 31, 3, 0),  # 00:00 EDT = 04:00 UTC, minus the hour of lookback
+        datetime(2026, 11, 3, 5, 0),  # 00:00 EST on 11-03
+    )
+    with pytest.raises(ValueError):
+        input_range([])
+
+
+def test_local_date_of_a_utc_instant():
+    assert local_date("Asia/Kolkata", datetime(2026, 3, 7, 18, 29, 59)) == date(2026, 3, 7)
+    assert local_date("Asia/Kolkata", datetime(2026, 3, 7, 18, 30)) == date(2026, 3, 8)

@@ -1,9 +1,8 @@
 """Deterministic synthetic clickstream, generated inside DuckDB.
 
-Landing layout: ``<landing>/<store_id>/ds=<YYYY-MM-DD>/data_0.parquet`` where ``ds`` is the
-store-local date of ``event_ts`` (the partition's window from :mod:`clickstream.windows`).
-Extra files (``late-*.parquet``, ``bad-*.parquet``) may sit next to the main file; readers
-glob ``*.parquet``.
+This module only writes the source; reading it (layout, fingerprints) is
+:mod:`clickstream.source`. Main files are ``data_0.parquet`` in each store-local day's folder;
+extra files (``late-*.parquet``, ``bad-*.parquet``) go next to it.
 
 Every random draw is ``hash(seed, store_id, session_day, session, [event,] salt)`` mapped to
 [0, 1), so a day's rows depend only on (seed, store_id, ds, events_per_day), never on which
@@ -26,7 +25,8 @@ import pendulum
 
 from clickstream import paths
 from clickstream.registry import Store
-from clickstream.windows import Window, date_range, partition_window
+from clickstream.source import RAW_COLUMN_NAMES, RAW_COLUMNS, day_dir
+from clickstream.windows import date_range, partition_window
 
 EVENT_TYPES = ("page_view", "product_view", "add_to_cart", "checkout", "purchase")
 
@@ -53,20 +53,7 @@ LATE_SHARE = 0.02
 # Bound the rows held in memory at once; a chunk of days is simulated and written together.
 _CHUNK_EVENTS = 3_000_000
 
-RAW_COLUMNS = (
-    "event_id VARCHAR",
-    "store_id VARCHAR",
-    "user_id VARCHAR",
-    "session_key VARCHAR",
-    "event_type VARCHAR",
-    "event_ts TIMESTAMP",
-    "loaded_at TIMESTAMP",
-    "product_id VARCHAR",
-    "order_id VARCHAR",
-    "revenue_usd DECIMAL(12,2)",
-    "device VARCHAR",
-)
-_COLUMN_NAMES = ", ".join(c.split()[0] for c in RAW_COLUMNS)
+_COLUMN_NAMES = ", ".join(RAW_COLUMN_NAMES)
 
 
 @dataclass
@@ -92,19 +79,6 @@ class GenerateSummary:
     @property
     def seconds(self) -> float:
         return sum(s.seconds for s in self.stores.values())
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What the landing zone holds for one partition window (raw rows, duplicates included)."""
-
-    event_count: int
-    max_loaded_at: datetime | None
-
-    @property
-    def token(self) -> str:
-        loaded = self.max_loaded_at.isoformat() if self.max_loaded_at else "none"
-        return f"{self.event_count}:{loaded}"
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -341,12 +315,8 @@ def generate(
     return summary
 
 
-def _day_dir(landing: Path, store_id: str, ds: date) -> Path:
-    return landing / store_id / f"ds={ds.isoformat()}"
-
-
 def _write_day(con: duckdb.DuckDBPyConnection, landing: Path, store_id: str, ds: date) -> int:
-    target = _day_dir(landing, store_id, ds)
+    target = day_dir(landing, store_id, ds)
     target.mkdir(parents=True, exist_ok=True)
     final = target / "data_0.parquet"
     tmp = target / "data_0.parquet.tmp"
@@ -425,7 +395,7 @@ def add_late_events(
             'mobile' AS device
         FROM range($n) t(i)
     """
-    path = _day_dir(landing, store.store_id, ds) / f"late-{tag}.parquet"
+    path = day_dir(landing, store.store_id, ds) / f"late-{tag}.parquet"
     return _write_rows(
         path,
         _typed_select(body),
@@ -461,47 +431,10 @@ def add_bad_events(store: Store, ds: date, landing: Path | None = None) -> Path:
             'desktop' AS device
         FROM range(2) t(i)
     """
-    path = _day_dir(landing, store.store_id, ds) / f"bad-{ds.isoformat()}.parquet"
+    path = day_dir(landing, store.store_id, ds) / f"bad-{ds.isoformat()}.parquet"
     return _write_rows(
         path, _typed_select(body), {"store": store.store_id, "ds": ds, "noon": noon_utc}
     )
-
-
-def source_fingerprints(
-    store: Store, windows: list[Window], landing: Path | None = None
-) -> dict[date, Fingerprint]:
-    """Raw row count and latest ``loaded_at`` per window, straight from the landing files."""
-    landing = Path(landing) if landing is not None else paths.landing_dir()
-    result = {w.ds: Fingerprint(0, None) for w in windows}
-    files: list[str] = []
-    for ds in sorted(result):
-        directory = _day_dir(landing, store.store_id, ds)
-        if directory.is_dir():
-            files.extend(str(p) for p in sorted(directory.glob("*.parquet")))
-    if not files:
-        return result
-    con = _connect()
-    try:
-        con.execute("CREATE TEMP TABLE w (ds DATE, ws TIMESTAMP, we TIMESTAMP)")
-        con.executemany(
-            "INSERT INTO w VALUES (?, ?, ?)",
-            [(w.ds, w.window_start, w.window_end) for w in windows],
-        )
-        rows = con.execute(
-            """
-            SELECT w.ds, count(*), max(e.loaded_at)
-            FROM read_parquet($files, hive_partitioning = true, union_by_name = true) e
-            JOIN w ON CAST(e.ds AS DATE) = w.ds
-            WHERE e.event_ts >= w.ws AND e.event_ts < w.we
-            GROUP BY w.ds
-            """,
-            {"files": files},
-        ).fetchall()
-    finally:
-        con.close()
-    for ds, count, max_loaded in rows:
-        result[ds] = Fingerprint(int(count), max_loaded)
-    return result
 
 
 def load_postgres(
@@ -543,7 +476,7 @@ def load_postgres(
                 files = [
                     str(p)
                     for ds in date_range(start, end)
-                    for p in sorted(_day_dir(landing, store.store_id, ds).glob("*.parquet"))
+                    for p in sorted(day_dir(landing, store.store_id, ds).glob("*.parquet"))
                 ]
                 if not files:
                     continue

@@ -1,18 +1,31 @@
-"""Partition windows: a store-local date ``ds`` -> half-open UTC bounds.
+"""Partition windows: a store-local date ``ds`` -> half-open UTC bounds, and what a build reads.
 
 A partition is (store_id, ds) where ``ds`` is a calendar date in the store's IANA zone.
-Its window is ``[window_start, window_end)`` in UTC, from local midnight to the next local
+Its **window** is ``[window_start, window_end)`` in UTC, from local midnight to the next local
 midnight, so a DST day is 23 or 25 hours long and Asia/Kolkata's day starts at 18:30 UTC.
+
+Its **input range** is ``[input_start, input_end)``: the source events a build of the
+partition reads, the window plus ``SESSION_LOOKBACK`` before it (events just before local
+midnight decide whether the day's first events start a session or continue one). This is the
+one definition of that range: the dbt partition spec (clickstream.dbt_args), the build-time
+fingerprint (clickstream.store_run) and the plan-time fingerprint (clickstream.orchestrator)
+all take it from here, through clickstream.source.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import pendulum
 
 UTC_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# How far before window_start a build reads. It must be at least the session gap
+# (dbt var session_gap_minutes, 30): then the true start of every session that continues into
+# the window is seen. dbt checks this at compile time; tests/test_windows.py checks it too.
+SESSION_LOOKBACK = timedelta(minutes=60)
 
 
 @dataclass(frozen=True)
@@ -25,12 +38,15 @@ class Window:
     def hours(self) -> float:
         return (self.window_end - self.window_start).total_seconds() / 3600
 
-    def as_dbt_vars(self) -> dict[str, str]:
-        return {
-            "ds": self.ds.isoformat(),
-            "window_start": self.window_start.strftime(UTC_FORMAT),
-            "window_end": self.window_end.strftime(UTC_FORMAT),
-        }
+    @property
+    def input_start(self) -> datetime:
+        """First instant of source data a build of this partition reads (inclusive)."""
+        return self.window_start - SESSION_LOOKBACK
+
+    @property
+    def input_end(self) -> datetime:
+        """End of the source data a build reads (exclusive): nothing after the window."""
+        return self.window_end
 
 
 def partition_window(timezone: str, ds: date) -> Window:
@@ -39,6 +55,22 @@ def partition_window(timezone: str, ds: date) -> Window:
     nxt = ds + timedelta(days=1)
     end = pendulum.datetime(nxt.year, nxt.month, nxt.day, tz=timezone)
     return Window(ds=ds, window_start=_naive_utc(start), window_end=_naive_utc(end))
+
+
+def partition_windows(timezone: str, days: Iterable[date]) -> list[Window]:
+    return [partition_window(timezone, ds) for ds in sorted(set(days))]
+
+
+def input_range(windows: Sequence[Window]) -> tuple[datetime, datetime]:
+    """``[input_start, input_end)`` of a build of several partitions (one dbt invocation)."""
+    if not windows:
+        raise ValueError("no partitions")
+    return min(w.input_start for w in windows), max(w.input_end for w in windows)
+
+
+def local_date(timezone: str, moment_utc: datetime) -> date:
+    """Store-local date of a naive-UTC instant."""
+    return pendulum.instance(moment_utc, tz="UTC").in_timezone(timezone).date()
 
 
 def local_today(timezone: str, now: datetime | None = None) -> date:

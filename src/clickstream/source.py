@@ -1,0 +1,245 @@
+"""Reading the source: the landing layout, the raw events a partition reads, fingerprints.
+
+The source of a store is its raw events: Parquet landing files on the DuckDB target
+(``<landing>/<store_id>/ds=<YYYY-MM-DD>/*.parquet``, one folder per store-local date of
+``event_ts``; extra files such as ``late-*.parquet`` may sit next to ``data_0.parquet``), and
+the table ``raw.events`` on the Postgres target (loaded from the same files).
+
+A partition's **fingerprint** summarises every raw row in its input range
+(:attr:`clickstream.windows.Window.input_start` .. ``input_end``: the window plus the session
+lookback): the row count, an order-independent hash of every column of every row, and the
+latest ``loaded_at``. Any row added, removed or changed inside that range changes it, which
+is what makes a built partition **stale**. The build records the fingerprint it read (taken
+before dbt runs); planning recomputes it.
+
+Scanning files costs; most of the time nothing changed. On DuckDB the fingerprint therefore
+also carries a token of the files it read (name, size, mtime): when the landing folders of a
+partition's input range still hold exactly those files, the recorded fingerprint is reused
+without opening a file (see :func:`fingerprints`).
+
+Tokens carry a version prefix (``v2:``). Builds recorded by earlier versions of this project
+hold a window-only fingerprint without it (``<count>:<max loaded_at>``): those never equal a
+current token, so such a partition shows **stale** once and the next catch-up or
+``--reprocess stale`` rebuilds it, recording a current fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from clickstream import paths
+from clickstream.registry import Store
+from clickstream.windows import Window, local_date
+
+FINGERPRINT_VERSION = "v2"
+
+# The raw event schema (landing files and raw.events), in a fixed order: a change to any
+# column of a row changes that row's hash in the fingerprint.
+RAW_COLUMNS = (
+    "event_id VARCHAR",
+    "store_id VARCHAR",
+    "user_id VARCHAR",
+    "session_key VARCHAR",
+    "event_type VARCHAR",
+    "event_ts TIMESTAMP",
+    "loaded_at TIMESTAMP",
+    "product_id VARCHAR",
+    "order_id VARCHAR",
+    "revenue_usd DECIMAL(12,2)",
+    "device VARCHAR",
+)
+RAW_COLUMN_NAMES = tuple(c.split()[0] for c in RAW_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the source holds for one partition's input range (raw rows, duplicates included)."""
+
+    event_count: int
+    content_hash: str  # order-independent hash of every raw row in the range
+    max_loaded_at: datetime | None
+    files: str | None = None  # token of the landing files read (DuckDB target); None on Postgres
+
+    @property
+    def token(self) -> str:
+        return f"{FINGERPRINT_VERSION}:{self.event_count}:{self.content_hash}"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A fingerprint as the ledger recorded it for a completed build."""
+
+    token: str | None
+    files: str | None
+
+
+# -- landing layout ------------------------------------------------------------------------
+def landing_dir(landing: Path | None = None) -> Path:
+    return Path(landing) if landing is not None else paths.landing_dir()
+
+
+def day_dir(landing: Path, store_id: str, ds: date) -> Path:
+    """Folder of the store's raw events whose store-local date is ``ds``."""
+    return Path(landing) / store_id / f"ds={ds.isoformat()}"
+
+
+def landing_days(store: Store, start_utc: datetime, end_utc: datetime) -> list[date]:
+    """The landing folders (store-local dates) that can hold events in ``[start, end)``."""
+    first = local_date(store.timezone, start_utc)
+    last = local_date(store.timezone, end_utc - timedelta(microseconds=1))
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def landing_files(landing: Path, store_id: str, days: Iterable[date]) -> list[Path]:
+    files: list[Path] = []
+    for ds in sorted(set(days)):
+        folder = day_dir(landing, store_id, ds)
+        if folder.is_dir():
+            files.extend(sorted(folder.glob("*.parquet")))
+    return files
+
+
+def files_token(files: Sequence[Path]) -> str:
+    """Name, size and mtime of each file: changes whenever a file is added, replaced or removed."""
+    digest = hashlib.sha1()
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.parent.name}/{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return f"{len(files)}:{digest.hexdigest()[:20]}"
+
+
+# -- fingerprints --------------------------------------------------------------------------
+def fingerprints(
+    store: Store,
+    windows: Sequence[Window],
+    *,
+    target: str | None = None,
+    landing: Path | None = None,
+    recorded: Mapping[date, Recorded] | None = None,
+) -> dict[date, Fingerprint]:
+    """Current fingerprint of each partition's input range.
+
+    ``recorded`` (DuckDB target): fingerprints the ledger holds. A partition whose landing
+    files are exactly the ones recorded keeps its recorded token without a scan; the others
+    are scanned together in one query.
+    """
+    from clickstream.warehouse import dbt_target
+
+    if not windows:
+        return {}
+    if (target or dbt_target()) == "postgres":
+        return _postgres_fingerprints(store, windows)
+    landing = landing_dir(landing)
+    out: dict[date, Fingerprint] = {}
+    to_scan: list[Window] = []
+    tokens: dict[date, str] = {}
+    for w in windows:
+        files = landing_files(
+            landing, store.store_id, landing_days(store, w.input_start, w.input_end)
+        )
+        tokens[w.ds] = files_token(files)
+        seen = (recorded or {}).get(w.ds)
+        if seen is not None and seen.files == tokens[w.ds] and seen.token:
+            count, content = _parse_token(seen.token)
+            if count is not None:
+                out[w.ds] = Fingerprint(count, content, None, tokens[w.ds])
+                continue
+        to_scan.append(w)
+    for ds, fp in _duckdb_fingerprints(store, to_scan, landing).items():
+        out[ds] = Fingerprint(fp.event_count, fp.content_hash, fp.max_loaded_at, tokens[ds])
+    return out
+
+
+def _parse_token(token: str) -> tuple[int | None, str]:
+    parts = token.split(":")
+    if len(parts) != 3 or parts[0] != FINGERPRINT_VERSION:
+        return None, ""
+    try:
+        return int(parts[1]), parts[2]
+    except ValueError:
+        return None, ""
+
+
+def _empty() -> Fingerprint:
+    return Fingerprint(0, "0", None)
+
+
+def _row_text(sql_cast: str, null: str) -> str:
+    return " || '|' || ".join(
+        f"coalesce({sql_cast.format(c=c)}, '{null}')" for c in RAW_COLUMN_NAMES
+    )
+
+
+def _duckdb_fingerprints(
+    store: Store, windows: Sequence[Window], landing: Path
+) -> dict[date, Fingerprint]:
+    if not windows:
+        return {}
+    import duckdb
+
+    result = {w.ds: _empty() for w in windows}
+    days: set[date] = set()
+    for w in windows:
+        days.update(landing_days(store, w.input_start, w.input_end))
+    files = landing_files(landing, store.store_id, days)
+    if not files:
+        return result
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("CREATE TEMP TABLE w (ds DATE, lo TIMESTAMP, hi TIMESTAMP)")
+        con.executemany(
+            "INSERT INTO w VALUES (?, ?, ?)",
+            [(w.ds, w.input_start, w.input_end) for w in windows],
+        )
+        row = _row_text("CAST({c} AS VARCHAR)", "\\N")
+        rows = con.execute(
+            f"""
+            SELECT w.ds, count(*), CAST(sum(md5_number_lower({row})) AS VARCHAR),
+                max(e.loaded_at)
+            FROM read_parquet($files, union_by_name = true) e
+            JOIN w ON e.event_ts >= w.lo AND e.event_ts < w.hi
+            GROUP BY w.ds
+            """,
+            {"files": [str(f) for f in files]},
+        ).fetchall()
+    finally:
+        con.close()
+    for ds, count, content, max_loaded in rows:
+        result[ds] = Fingerprint(int(count), str(content), max_loaded)
+    return result
+
+
+def _postgres_fingerprints(store: Store, windows: Sequence[Window]) -> dict[date, Fingerprint]:
+    import psycopg2
+
+    from clickstream.warehouse import pg_dsn
+
+    result = {w.ds: _empty() for w in windows}
+    row = _row_text("{c}::text", "\\N")
+    values = ", ".join(["(%s::date, %s::timestamp, %s::timestamp)"] * len(windows))
+    params: list = []
+    for w in windows:
+        params += [w.ds, w.input_start, w.input_end]
+    sql = f"""
+        WITH w(ds, lo, hi) AS (VALUES {values})
+        SELECT w.ds, count(*),
+            sum(('x' || substr(md5({row}), 17, 16))::bit(64)::bigint::numeric)::text,
+            max(e.loaded_at)
+        FROM raw.events e
+        JOIN w ON e.event_ts >= w.lo AND e.event_ts < w.hi
+        WHERE e.store_id = %s
+        GROUP BY w.ds
+    """
+    with psycopg2.connect(pg_dsn()) as con, con.cursor() as cur:
+        cur.execute("SELECT to_regclass('raw.events')")
+        if cur.fetchone()[0] is None:
+            return result
+        cur.execute(sql, [*params, store.store_id])
+        for ds, count, content, max_loaded in cur.fetchall():
+            result[ds] = Fingerprint(int(count), str(content), max_loaded)
+    return result
