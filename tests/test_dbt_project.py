@@ -1,12 +1,13 @@
-"""The dbt project on DuckDB: per-partition builds over a small generated landing zone.
+"""The dbt project on DuckDB: builds over a small generated landing zone.
 
-dbt runs in-process (dbtRunner) with exactly the command line the flows use
-(clickstream.dbt_args.dbt_build_args); one generated dataset and one warehouse per store are
-shared by the whole module, and each test touches its own partitions.
+dbt runs in-process (dbtRunner) with exactly the command line and partition spec the flows
+use (clickstream.dbt_args); one generated dataset and one warehouse per store are shared by
+the whole module (built day by day), and each test touches its own partitions.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 from decimal import Decimal
@@ -16,12 +17,14 @@ import duckdb
 import pytest
 
 from clickstream import paths
-from clickstream.dbt_args import dbt_build_args
+from clickstream.dbt_args import SPEC_ENV, dbt_build_args, spec_environment
 from clickstream.generate import add_bad_events, generate
 from clickstream.registry import load_registry
-from clickstream.windows import date_range, partition_window
+from clickstream.windows import date_range, partition_window, partition_windows
 
 DAYS = date_range(date(2026, 10, 31), date(2026, 11, 2))  # NY falls back on 2026-11-01
+# Sydney springs forward on 2026-10-04; built as one batch and day by day below.
+BATCH_DAYS = date_range(date(2026, 10, 2), date(2026, 10, 6))
 EPD = 2000
 MART_COLUMNS = (
     "store_id, ds, events, sessions, users, page_views, product_views, add_to_carts, "
@@ -37,21 +40,47 @@ class Project:
         self.warehouse.mkdir(parents=True)
         self.stores = {s.store_id: s for s in load_registry()}
 
-    def build(self, store_id: str, ds: date, landing: Path | None = None):
+    def build(
+        self,
+        store_id: str,
+        days: date | list[date],
+        landing: Path | None = None,
+        warehouse: Path | None = None,
+        callbacks: list | None = None,
+        spec: dict | None = None,
+    ):
+        import os
+
         from dbt.cli.main import dbtRunner
 
         store = self.stores[store_id]
+        days = [days] if isinstance(days, date) else days
+        warehouse = warehouse or self.warehouse
+        warehouse.mkdir(parents=True, exist_ok=True)
         args = dbt_build_args(
             store,
-            partition_window(store.timezone, ds),
             landing_dir=landing or self.landing,
             project_dir=paths.dbt_project_dir(),
-            target_path=self.target / store_id,
+            target_path=self.target / warehouse.name / store_id,
         )
-        return dbtRunner().invoke(args)
+        env = spec_environment(store, partition_windows(store.timezone, days))
+        if spec is not None:
+            env = {SPEC_ENV: json.dumps(spec)}
+        saved = {k: os.environ.get(k) for k in (*env, "CLICKSTREAM_WAREHOUSE_DIR")}
+        os.environ.update({**env, "CLICKSTREAM_WAREHOUSE_DIR": str(warehouse)})
+        try:
+            return dbtRunner(callbacks=callbacks or []).invoke(args)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
-    def query(self, store_id: str, sql: str, params: list | None = None) -> list[tuple]:
-        path = self.warehouse / f"{self.stores[store_id].database}.duckdb"
+    def query(
+        self, store_id: str, sql: str, params: list | None = None, warehouse: Path | None = None
+    ) -> list[tuple]:
+        path = (warehouse or self.warehouse) / f"{self.stores[store_id].database}.duckdb"
         # Default config on purpose: in-process dbt-duckdb shares the instance per file.
         con = duckdb.connect(str(path))
         try:
@@ -59,10 +88,18 @@ class Project:
         finally:
             con.close()
 
-    def mart(self, store_id: str) -> list[tuple]:
+    def mart(self, store_id: str, warehouse: Path | None = None) -> list[tuple]:
         return self.query(
             store_id,
             f"select {MART_COLUMNS} from clickstream.clickstream_daily order by ds",
+            warehouse=warehouse,
+        )
+
+    def all_sessions(self, store_id: str, warehouse: Path | None = None) -> list[tuple]:
+        return self.query(
+            store_id,
+            "select * from clickstream.int_clickstream__sessions order by ds, session_id",
+            warehouse=warehouse,
         )
 
     def sessions(self, store_id: str, ds: date) -> list[tuple]:
@@ -92,6 +129,9 @@ def project(tmp_path_factory):
         mp.setenv("CLICKSTREAM_WAREHOUSE_DIR", str(proj.warehouse))
         mp.setenv("CLICKSTREAM_LANDING_DIR", str(proj.landing))
         generate(list(proj.stores.values()), DAYS[0], DAYS[-1], EPD, landing=proj.landing)
+        generate(
+            list(proj.stores.values()), BATCH_DAYS[0], BATCH_DAYS[-1], EPD, landing=proj.landing
+        )
         proj.first_results = {}
         for store_id in proj.stores:
             for ds in DAYS:
@@ -200,3 +240,54 @@ def test_store_without_landing_files_fails_clearly(project, tmp_path):
     assert not result.success
     assert "no landing files for store 'in-mumbai'" in _messages(result)
     assert len(project.mart("in-mumbai")) == len(DAYS)
+
+
+@pytest.mark.parametrize("store_id", ["au-sydney", "us-flagship", "in-mumbai"])
+def test_a_batch_builds_exactly_the_rows_of_day_by_day_builds(project, tmp_path, store_id):
+    """Several days in one invocation == the same days one by one: every mart and session
+    row, including sessions that cross local midnight inside the batch and DST days."""
+    one_by_one, batch = tmp_path / "one", tmp_path / "batch"
+    for ds in BATCH_DAYS:
+        _assert_ok(project.build(store_id, ds, warehouse=one_by_one))
+    _assert_ok(project.build(store_id, BATCH_DAYS, warehouse=batch))
+    mart = project.mart(store_id, warehouse=batch)
+    assert [r[1] for r in mart] == BATCH_DAYS
+    assert mart == project.mart(store_id, warehouse=one_by_one)
+    sessions = project.all_sessions(store_id, warehouse=batch)
+    assert sessions == project.all_sessions(store_id, warehouse=one_by_one)
+    # The batch really had sessions running over a local midnight inside it.
+    spanning = project.query(
+        store_id,
+        "select count(*) from clickstream.int_clickstream__sessions s "
+        "join clickstream.clickstream_daily d using (store_id, ds) "
+        "where s.session_end_ts >= d.window_end_utc - interval 30 minute",
+        warehouse=batch,
+    )[0][0]
+    assert spanning > 0
+
+
+def test_builds_of_a_store_keep_dbts_partial_parse(project, tmp_path):
+    """Only the partition spec changes between partitions: dbt reuses its parse."""
+    from dbt_common.events.base_types import EventMsg
+
+    names: list[str] = []
+
+    def record(event: EventMsg) -> None:
+        names.append(event.info.name)
+
+    wh = tmp_path / "pp"
+    _assert_ok(project.build("in-mumbai", DAYS[0], warehouse=wh))
+    _assert_ok(project.build("in-mumbai", DAYS[1], warehouse=wh, callbacks=[record]))
+    assert "UnableToPartialParse" not in names
+    assert "PartialParsingSkipParsing" in names or "PartialParsingEnabled" in names, names
+
+
+def test_a_spec_for_another_store_is_refused(project, tmp_path):
+    store = project.stores["us-flagship"]
+    from clickstream.dbt_args import partition_spec
+
+    spec = partition_spec(store, partition_windows(store.timezone, [DAYS[0]]))
+    result = project.build("in-mumbai", DAYS[0], warehouse=tmp_path / "x", spec=spec)
+    assert not result.success
+    assert "bad partition spec" in _messages(result)
+    assert "it is for store 'us-flagship' but this build is for 'in-mumbai'" in _messages(result)

@@ -15,9 +15,9 @@
     )
 {%- endmacro %}
 
-{#- DuckDB: the store's Parquet landing files. The hive `ds` filter prunes to the few local
-    dates that can overlap [window_start - lookback, window_end) in any time zone, so the
-    scan stays small however much history has landed. -#}
+{#- DuckDB: the store's Parquet landing files. The hive `ds` filter reads only the landing
+    folders (store-local dates) that can hold events of the input range, as the partition spec
+    lists them, so the scan stays small however much history has landed. -#}
 {% macro duckdb__clickstream_source_events() -%}
     {%- set pattern = clickstream_landing_dir() ~ '/' ~ var('store_id') ~ '/*/*.parquet' -%}
     {%- if execute -%}
@@ -32,9 +32,7 @@
             ) }}
         {%- endif -%}
     {%- endif -%}
-    {%- set dt = modules.datetime -%}
-    {%- set lo = (clickstream_lookback_start_dt() - dt.timedelta(days=1)).date() -%}
-    {%- set hi = (clickstream_parse_ts(var('window_end')) + dt.timedelta(days=1)).date() -%}
+    {%- set spec = clickstream_spec() -%}
     (
         select event_id, store_id, user_id, session_key, event_type, event_ts, loaded_at,
             product_id, order_id, revenue_usd, device
@@ -43,7 +41,7 @@
             hive_partitioning = true,
             union_by_name = true
         )
-        where ds between date '{{ lo }}' and date '{{ hi }}'
+        where ds between date '{{ spec['landing_first'] }}' and date '{{ spec['landing_last'] }}'
     )
 {%- endmacro %}
 

@@ -1,8 +1,9 @@
-{#- Sessions of one partition: a user's events belong to one session until a gap longer than
-    session_gap_minutes. Events from the lookback are seen so that a session that began
-    before local midnight is recognised as such and NOT written here (it belongs to the day
-    it started in). Events after window_end are not read: a session running over the next
-    midnight is cut at window_end, which keeps a partition independent of later data. -#}
+{#- Sessions of the partitions being built: a user's events belong to one session until a gap
+    longer than session_gap_minutes. A session belongs to the partition day its first event
+    falls in; sessions that began before the first day (seen in the lookback) are not written.
+    A session running over local midnight is cut at its day's window_end: its later events
+    count in the next day's events but in no session. So each day's rows are exactly what a
+    build of that day alone gives, and never depend on data after the day's window. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -13,7 +14,7 @@
 
 with events as (
 
-    select store_id, event_id, user_id, event_type, event_ts, revenue_usd
+    select store_id, event_id, user_id, event_type, event_ts, revenue_usd, ds
     from {{ ref('stg_clickstream__events') }}
 
 ),
@@ -54,10 +55,25 @@ numbered as (
 
 ),
 
+assigned as (
+
+    select
+        *,
+        -- The partition day of the session's first event (null: it began in the lookback).
+        first_value(ds) over (
+            partition by user_id, user_session_number
+            order by event_ts, event_id
+            rows between unbounded preceding and unbounded following
+        ) as session_ds
+    from numbered
+
+),
+
 sessions as (
 
     select
         store_id,
+        session_ds as ds,
         user_id,
         user_session_number,
         min(event_ts) as session_start_ts,
@@ -69,8 +85,10 @@ sessions as (
         sum(case when event_type = 'checkout' then 1 else 0 end) as checkouts,
         sum(case when event_type = 'purchase' then 1 else 0 end) as purchases,
         sum(revenue_usd) as revenue_usd
-    from numbered
-    group by store_id, user_id, user_session_number
+    from assigned
+    -- Only the events of the session's own day: the cut at that day's window_end.
+    where session_ds is not null and ds = session_ds
+    group by store_id, session_ds, user_id, user_session_number
 
 ),
 
@@ -78,7 +96,7 @@ final as (
 
     select
         store_id,
-        {{ clickstream_ds() }} as ds,
+        ds,
         {{ dbt.hash("store_id || '|' || user_id || '|' || cast(session_start_ts as varchar)") }}
             as session_id,
         user_id,
@@ -93,8 +111,6 @@ final as (
         cast(coalesce(revenue_usd, 0) as decimal(18, 2)) as revenue_usd,
         purchases > 0 as is_converted
     from sessions
-    where session_start_ts >= {{ clickstream_window_start() }}
-      and session_start_ts < {{ clickstream_window_end() }}
 
 )
 

@@ -1,6 +1,7 @@
-{#- Exactly one row per partition (store_id, ds), even with no events: every aggregate is
-    taken without GROUP BY over the partition, and cross joined to a one-row spine. No
-    wall-clock columns, so rebuilding a partition from the same data gives identical rows. -#}
+{#- Exactly one row per partition (store_id, ds) being built, even with no events: a spine of
+    the partition days, left joined to each day's aggregates. No wall-clock columns, so
+    rebuilding a partition from the same data gives identical rows, whether it is built alone
+    or together with other days. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -13,15 +14,17 @@ with partition_spine as (
 
     select
         cast({{ clickstream_store_id() }} as varchar) as store_id,
-        {{ clickstream_ds() }} as ds,
-        {{ clickstream_window_start() }} as window_start_utc,
-        {{ clickstream_window_end() }} as window_end_utc
+        ds,
+        window_start_utc,
+        window_end_utc
+    from ({{ clickstream_partition_days() }}) as partition_days
 
 ),
 
 window_events as (
 
     select
+        ds,
         count(*) as events,
         count(distinct user_id) as users,
         sum(case when event_type = 'page_view' then 1 else 0 end) as page_views,
@@ -31,17 +34,20 @@ window_events as (
         count(distinct case when event_type = 'purchase' then order_id end) as orders,
         sum(case when event_type = 'purchase' then revenue_usd end) as revenue_usd
     from {{ ref('stg_clickstream__events') }}
-    where is_in_window
+    where ds is not null
+    group by ds
 
 ),
 
 partition_sessions as (
 
     select
+        ds,
         count(*) as sessions,
         sum(case when is_converted then 1 else 0 end) as converted_sessions
     from {{ ref('int_clickstream__sessions') }}
     where {{ clickstream_partition_filter() }}
+    group by ds
 
 ),
 
@@ -67,8 +73,8 @@ final as (
         p.window_start_utc,
         p.window_end_utc
     from partition_spine as p
-    cross join window_events as e
-    cross join partition_sessions as s
+    left join window_events as e on e.ds = p.ds
+    left join partition_sessions as s on s.ds = p.ds
 
 )
 

@@ -1,14 +1,23 @@
-{#- Deduplicated events of one store over [window_start - lookback, window_end).
+{#- Deduplicated events of one store over the input range [input_start, input_end): the
+    windows of the partitions being built plus the session lookback before the first one.
+    Each event carries the partition day whose window holds it; `ds` is null for events read
+    only as session context (the lookback, or a day in the range that is not being built).
     A table (rebuilt every run) rather than a view, so the tests and both downstream models
     see one consistent snapshot even if files land mid-build. -#}
 {{ config(materialized='table') }}
 
-with source as (
+with partition_days as (
+
+    {{ clickstream_partition_days() }}
+
+),
+
+source as (
 
     select *
     from {{ clickstream_source_events() }} as src
-    where event_ts >= {{ clickstream_lookback_start() }}
-      and event_ts < {{ clickstream_window_end() }}
+    where event_ts >= {{ clickstream_input_start() }}
+      and event_ts < {{ clickstream_input_end() }}
 
 ),
 
@@ -52,19 +61,22 @@ deduped as (
 final as (
 
     select
-        event_id,
-        store_id,
-        user_id,
-        source_session_key,
-        event_type,
-        event_ts,
-        loaded_at,
-        product_id,
-        order_id,
-        revenue_usd,
-        device,
-        event_ts >= {{ clickstream_window_start() }} as is_in_window
-    from deduped
+        e.event_id,
+        e.store_id,
+        e.user_id,
+        e.source_session_key,
+        e.event_type,
+        e.event_ts,
+        e.loaded_at,
+        e.product_id,
+        e.order_id,
+        e.revenue_usd,
+        e.device,
+        d.ds
+    from deduped as e
+    left join partition_days as d
+        on e.event_ts >= d.window_start_utc
+        and e.event_ts < d.window_end_utc
 
 )
 
