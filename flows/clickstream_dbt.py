@@ -1,15 +1,16 @@
-"""Per-store dbt flow: one deployment per store (prefect.yaml), one partition per run."""
+"""Per-store dbt flow: one deployment per store (prefect.yaml). A run builds one day of the
+store by default (its 30-minute schedule, a click on Run), or a range of days (backfills)."""
 
 from __future__ import annotations
 
 import os
 from datetime import date
+from typing import Literal
 
 from prefect import flow
 
-from clickstream.dbt_args import DEFAULT_SELECT
 from clickstream.deployments import DBT_FLOW_NAME
-from clickstream.store_run import run_store_partition
+from clickstream.store_run import run_store_partitions
 
 # A hung dbt run must not hold its store's single-flight slot forever.
 DBT_RUN_TIMEOUT_SECONDS = int(os.environ.get("CLICKSTREAM_DBT_RUN_TIMEOUT_SECONDS", "3600"))
@@ -19,15 +20,21 @@ DBT_RUN_TIMEOUT_SECONDS = int(os.environ.get("CLICKSTREAM_DBT_RUN_TIMEOUT_SECOND
 def clickstream_dbt_run(
     store_id: str,
     ds: date | None = None,
-    select: str = DEFAULT_SELECT,
+    ds_end: date | None = None,
+    dbt_mode: Literal["full", "lean"] = "full",
     full_refresh: bool = False,
 ) -> dict:
-    """Build the clickstream models of one store for one store-local day.
+    """Build the clickstream models of one store for one store-local day (or a range).
 
     Args:
         store_id: Store from the registry (stores/<store_id>.yaml).
         ds: Store-local date to build. Empty = the store's current local date.
-        select: dbt selector.
-        full_refresh: Rebuild incremental models from scratch (keeps only this partition).
+        ds_end: Last date to build, inclusive (at most 31 days from ds). Empty = only ds.
+        dbt_mode: full = every dbt model and test is a Prefect task with its own logs and
+            state, models are reported as assets; lean = one dbt invocation and no per-node
+            tasks (backfills use it: cheaper per day).
+        full_refresh: Recreate the store's tables and rebuild, in this run, every day the
+            ledger knows for the store plus ds..ds_end, from the source. Slow; for model
+            changes that incremental builds cannot apply. Nothing already built is lost.
     """
-    return run_store_partition(store_id, ds, select=select, full_refresh=full_refresh)
+    return run_store_partitions(store_id, ds, ds_end, dbt_mode=dbt_mode, full_refresh=full_refresh)

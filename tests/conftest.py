@@ -24,6 +24,20 @@ def isolated_state(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def harness():
+    """Prefect's test harness: a temporary SQLite API server for this pytest session.
+
+    For flow-level tests that need a Prefect API but no worker, schedule or lease service
+    (the harness runs no scheduler, late-runs, repossessor or cancellation-cleanup services).
+    Everything this process runs through Prefect talks to it while the session lasts.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
 def e2e(tmp_path_factory):
     """One real stack for every end-to-end test of the session (server, worker, deploy, data).
 

@@ -9,7 +9,8 @@ Tables
 - ``partition_builds``: one row per (store_id, ds), the latest build outcome (written by the
   per-store dbt flow).
 - ``partition_dispatches``: one row per (store_id, ds, attempt), written by the orchestrator
-  *before* it creates the child run, so a killed orchestrator's successor finds the run.
+  *before* it creates the child run, so a killed orchestrator's successor finds the run. A
+  child run that builds several days has one row per day, all with its idempotency key.
 - ``schedule_pauses``: store deployments an orchestrator paused, so they are always resumed.
 """
 
@@ -37,7 +38,9 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import OperationalError
 
@@ -59,7 +62,10 @@ partition_builds = Table(
     Column("sessions", Integer),
     Column("source_event_count", Integer),
     Column("source_max_loaded_at", DateTime),
+    # Source fingerprint of the input range, taken before dbt read it (clickstream.source).
     Column("fingerprint", String(80)),
+    # Token of the landing files it was taken from: unchanged files = unchanged fingerprint.
+    Column("source_files", String(64)),
     Column("started_at", DateTime),
     # Inside the dbt-global slot: when dbt itself ran (limits and benchmarks use these).
     Column("work_started_at", DateTime),
@@ -78,6 +84,9 @@ partition_dispatches = Table(
     Column("flow_run_id", String(36)),
     Column("orchestrator_run_id", String(36)),
     Column("submitted_at", DateTime, nullable=False),
+    # When the orchestrator decided to build it (its plan): the child skips a day another
+    # run built after this moment from the same data.
+    Column("planned_at", DateTime),
 )
 
 schedule_pauses = Table(
@@ -107,6 +116,7 @@ class BuildRecord:
     work_started_at: datetime | None = None
     work_ended_at: datetime | None = None
     error: str | None = None
+    source_files: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,7 @@ class DispatchRecord:
     flow_run_id: str | None
     orchestrator_run_id: str | None
     submitted_at: datetime
+    planned_at: datetime | None = None
 
 
 def ledger_url() -> str:
@@ -146,7 +157,27 @@ def _engine_for(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(eng: Engine) -> None:
+    """Upgrade a ledger written by an earlier version in place: new columns are nullable, so
+    adding them is all a migration needs (old rows read as NULL there)."""
+    insp = inspect(eng)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise RuntimeError(
+                    f"ledger table {table.name} lacks the required column {column.name}; "
+                    "it was written by an incompatible version"
+                )
+            ddl = column.type.compile(dialect=eng.dialect)
+            with eng.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}"))
 
 
 def engine() -> Engine:
@@ -166,14 +197,19 @@ def _retrying(fn, attempts: int = 5):
 
 
 def _upsert(table: Table, row: dict, keys: Iterable[str]) -> None:
+    _upsert_many(table, [row], keys)
+
+
+def _upsert_many(table: Table, rows: list[dict], keys: Iterable[str]) -> None:
     eng = engine()
     key_names = list(keys)
 
     def run():
         with eng.begin() as conn:
-            cond = and_(*[table.c[k] == row[k] for k in key_names])
-            conn.execute(delete(table).where(cond))
-            conn.execute(table.insert().values(**row))
+            for row in rows:
+                cond = and_(*[table.c[k] == row[k] for k in key_names])
+                conn.execute(delete(table).where(cond))
+            conn.execute(table.insert(), rows)
 
     _retrying(run)
 
@@ -183,9 +219,17 @@ def utcnow() -> datetime:
 
 
 def record_build(record: BuildRecord) -> None:
-    if record.status not in BUILD_STATUSES:
-        raise ValueError(f"status must be one of {BUILD_STATUSES}, got {record.status!r}")
-    _upsert(partition_builds, record.__dict__.copy(), ["store_id", "ds"])
+    record_builds([record])
+
+
+def record_builds(records: Iterable[BuildRecord]) -> None:
+    """Upsert the outcome of several partitions (one multi-day build) in one transaction."""
+    rows = [r.__dict__.copy() for r in records]
+    for row in rows:
+        if row["status"] not in BUILD_STATUSES:
+            raise ValueError(f"status must be one of {BUILD_STATUSES}, got {row['status']!r}")
+    if rows:
+        _upsert_many(partition_builds, rows, ["store_id", "ds"])
 
 
 def read_builds(
@@ -222,7 +266,14 @@ def delete_builds(store_id: str, days: Iterable[date]) -> int:
 
 
 def record_dispatch(record: DispatchRecord) -> None:
-    _upsert(partition_dispatches, record.__dict__.copy(), ["store_id", "ds", "attempt"])
+    record_dispatches([record])
+
+
+def record_dispatches(records: Iterable[DispatchRecord]) -> None:
+    """One row per day of a child run (a multi-day run writes one row for each of its days)."""
+    rows = [r.__dict__.copy() for r in records]
+    if rows:
+        _upsert_many(partition_dispatches, rows, ["store_id", "ds", "attempt"])
 
 
 def read_latest_dispatches(
@@ -249,6 +300,14 @@ def read_latest_dispatches(
     with engine().connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     return {(r["store_id"], r["ds"]): DispatchRecord(**r) for r in rows}
+
+
+def read_planned_at(idempotency_key: str) -> datetime | None:
+    """When the orchestrator planned the child run with this key (None: no such dispatch)."""
+    d = partition_dispatches
+    stmt = select(func.min(d.c.planned_at)).where(d.c.idempotency_key == idempotency_key)
+    with engine().connect() as conn:
+        return conn.execute(stmt).scalar_one_or_none()
 
 
 def count_dispatches(store_id: str | None = None) -> int:

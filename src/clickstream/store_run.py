@@ -1,30 +1,40 @@
-"""The body of the per-store dbt flow: one partition (store_id, ds) end to end.
+"""The body of the per-store dbt flow: one run builds one or more days of one store.
 
-resolve store -> window -> source fingerprint -> dbt build inside the ``dbt-global`` slot ->
-read back counts -> ledger. A dbt failure is recorded in the ledger and re-raised with dbt's
-message so the flow run ends Failed.
+resolve the days -> source fingerprints (before dbt reads anything) -> skip days another run
+already built from the same data -> for each dbt invocation: ``dbt-global`` slot + the
+store's warehouse lock -> dbt (prefect-dbt, full or lean mode) -> read the rows back -> one
+ledger row per day. A failed invocation marks every day it was building failed, with dbt's
+message naming the failing nodes, and the flow run ends Failed with the same message.
+
+Full refresh (``full_refresh=True``) recreates the store's incremental tables and rebuilds,
+in the same run, every day the ledger knows for the store plus the requested days, from the
+source: nothing the ledger vouches for is lost (see README, "Full refresh").
+
+The decisions are pure functions at the top of this module (unit-tested); the flow only wires
+them to Prefect, dbt and the ledger.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import date
-
-from prefect import get_run_logger
-from prefect.concurrency.sync import concurrency
-from prefect.runtime import flow_run
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from clickstream import ledger, paths
-from clickstream.dbt_args import DEFAULT_SELECT, dbt_build_args
-from clickstream.generate import source_fingerprints
-from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
-from clickstream.registry import load_registry
-from clickstream.warehouse import dbt_environment, dbt_target, read_partition_counts
-from clickstream.windows import local_today, partition_window
+from clickstream.dbt_run import DbtMode
+from clickstream.registry import Store
+from clickstream.source import Fingerprint
+
+# How far a single run may reach: the most days one child builds (days_per_run <= 31), and
+# the most one dbt invocation of a full refresh builds (memory and spec size stay bounded).
+MAX_DAYS_PER_RUN = 31
 
 # How long a dbt-global slot outlives a holder that died (SIGKILL, lost machine): the run
 # renews its lease every 3/4 of this while alive; the server frees expired leases every 15 s.
 DEFAULT_DBT_SLOT_LEASE_SECONDS = 120
+# A build waits this long for planning or status to finish reading its warehouse file.
+WAREHOUSE_LOCK_WAIT_SECONDS = 120
 
 
 def dbt_slot_lease_seconds() -> float:
@@ -34,149 +44,286 @@ def dbt_slot_lease_seconds() -> float:
 
 
 class PartitionInputError(ValueError):
-    """A ds outside the store's backfillable range."""
+    """Days outside the store's range, or too many for one run."""
 
 
-def run_store_partition(
+# -- pure decisions ------------------------------------------------------------------------
+def requested_days(store: Store, ds: date | None, ds_end: date | None, today: date) -> list[date]:
+    """The days a run was asked to build: ``ds`` .. ``ds_end`` (both default to today)."""
+    first = ds or today
+    last = ds_end or first
+    problems = []
+    if last < first:
+        problems.append(f"ds_end {last} is before ds {first}")
+    if last > today:
+        problems.append(
+            f"{'ds_end' if ds_end else 'ds'} {last} is after {store.store_id}'s current local "
+            f"date {today} ({store.timezone})"
+        )
+    if first < store.earliest_ds:
+        problems.append(
+            f"ds {first} is before {store.store_id}'s earliest date {store.earliest_ds}"
+        )
+    span = (last - first).days + 1
+    if span > MAX_DAYS_PER_RUN:
+        problems.append(f"{span} days in one run; at most {MAX_DAYS_PER_RUN}")
+    if problems:
+        raise PartitionInputError("; ".join(problems))
+    return [first + timedelta(days=n) for n in range(span)]
+
+
+def full_refresh_days(requested: Iterable[date], ledger_days: Iterable[date]) -> list[date]:
+    """A full refresh rebuilds the requested days and every day the ledger knows."""
+    return sorted(set(requested) | set(ledger_days))
+
+
+def invocations(days: Sequence[date], size: int = MAX_DAYS_PER_RUN) -> list[list[date]]:
+    """Consecutive groups of at most ``size`` days, one dbt invocation each (days sorted)."""
+    ordered = sorted(days)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def already_built(
+    days: Iterable[date],
+    builds: Mapping[date, ledger.BuildRecord],
+    current: Mapping[date, Fingerprint],
+    *,
+    run_id: str,
+    requested_at: datetime,
+) -> dict[date, str]:
+    """Days another run built after this run was requested, from the data there is now.
+
+    Building them again would write the same rows: a batch and a single-day run of the same
+    day, queued one behind the other, build it once. Returns day -> the run that built it.
+    ``requested_at`` is naive UTC, like the ledger's timestamps.
+    """
+    out = {}
+    for ds in days:
+        b = builds.get(ds)
+        fp = current.get(ds)
+        if (
+            b is not None
+            and fp is not None
+            and b.status == "completed"
+            and b.flow_run_id
+            and b.flow_run_id != run_id
+            and b.started_at is not None
+            and b.started_at >= requested_at
+            and b.fingerprint == fp.token
+        ):
+            out[ds] = b.flow_run_id
+    return out
+
+
+def day_label(days: Sequence[date]) -> str:
+    if not days:
+        return "no days"
+    if len(days) == 1:
+        return days[0].isoformat()
+    return f"{days[0]}..{days[-1]} ({len(days)} days)"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    days: list[date]
+    full_refresh: bool
+
+
+# -- the flow body -------------------------------------------------------------------------
+def run_store_partitions(
     store_id: str,
     ds: date | None = None,
-    select: str = DEFAULT_SELECT,
+    ds_end: date | None = None,
+    *,
+    dbt_mode: DbtMode = "full",
     full_refresh: bool = False,
 ) -> dict:
+    from prefect import get_run_logger
+    from prefect.context import FlowRunContext
+
+    from clickstream.registry import load_registry
+    from clickstream.source import fingerprints
+    from clickstream.windows import local_today, partition_windows
+
     logger = get_run_logger()
     store = load_registry().get(store_id)
     today = local_today(store.timezone)
-    ds = ds or today
-    if ds > today:
-        raise PartitionInputError(
-            f"ds {ds} is after {store_id}'s current local date {today} ({store.timezone})"
-        )
-    if ds < store.earliest_ds:
-        raise PartitionInputError(
-            f"ds {ds} is before {store_id}'s earliest date {store.earliest_ds}"
-        )
+    days = requested_days(store, ds, ds_end, today)
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx else None
+    run_id = str(run.id) if run else ""
+    requested_at = requested_time(run)
 
-    window = partition_window(store.timezone, ds)
-    fingerprint = source_fingerprints(store, [window])[ds]
+    known = ledger.read_builds([store_id], None if full_refresh else days[0], days[-1])
+    if full_refresh:
+        days = full_refresh_days(days, [k[1] for k in known])
+    windows = {w.ds: w for w in partition_windows(store.timezone, days)}
+    current = fingerprints(store, list(windows.values()))
+    skipped: dict[date, str] = {}
+    if not full_refresh and requested_at is not None:
+        skipped = already_built(
+            days,
+            {k[1]: b for k, b in known.items()},
+            current,
+            run_id=run_id,
+            requested_at=requested_at,
+        )
+        for d, other in sorted(skipped.items()):
+            logger.info(
+                "%s %s: already built by run %s after this run was requested, from the same "
+                "source data; not building it again",
+                store_id,
+                d,
+                other,
+            )
+    to_build = [d for d in days if d not in skipped]
+    plan = [
+        Invocation(group, full_refresh and n == 0) for n, group in enumerate(invocations(to_build))
+    ]
+    logger.info(
+        "%s: building %s in %d dbt invocation(s), dbt_mode=%s%s; source %d events in the "
+        "input range",
+        store_id,
+        day_label(to_build),
+        len(plan),
+        dbt_mode,
+        ", full refresh" if full_refresh else "",
+        sum(current[d].event_count for d in to_build),
+    )
+    built: dict[str, dict] = {}
+    for n, inv in enumerate(plan):
+        try:
+            counts = _build(store, inv, [windows[d] for d in inv.days], current, dbt_mode, run_id)
+        except BaseException as exc:
+            failed_days = [d for later in plan[n:] for d in later.days]
+            _record(
+                store,
+                failed_days,
+                current,
+                run_id,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}"[:4000],
+            )
+            if len(failed_days) > len(inv.days):
+                logger.error(
+                    "full refresh stopped: %s marked failed (their rows may be gone); "
+                    "re-run the full refresh or backfill them with --reprocess failed",
+                    day_label(failed_days),
+                )
+            raise
+        built.update({d.isoformat(): c for d, c in counts.items()})
+    logger.info("%s: built %s", store_id, day_label(to_build))
+    return {
+        "store_id": store_id,
+        "days": [d.isoformat() for d in days],
+        "built": built,
+        "skipped": {d.isoformat(): r for d, r in skipped.items()},
+    }
+
+
+def _build(
+    store: Store,
+    inv: Invocation,
+    windows: list,
+    current: Mapping[date, Fingerprint],
+    dbt_mode: DbtMode,
+    run_id: str,
+) -> dict[date, dict]:
+    from prefect import get_run_logger
+    from prefect.concurrency.sync import concurrency
+
+    from clickstream.dbt_args import dbt_build_args, spec_environment
+    from clickstream.dbt_run import invoke_dbt
+    from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
+    from clickstream.warehouse import (
+        dbt_environment,
+        dbt_target,
+        read_partition_counts,
+        store_lock,
+    )
+
+    logger = get_run_logger()
     target = dbt_target()
     args = dbt_build_args(
         store,
-        window,
         landing_dir=paths.landing_dir(),
         project_dir=paths.dbt_project_dir(),
         target_path=paths.state_dir() / "dbt-target" / store.store_id,
-        select=select,
-        full_refresh=full_refresh,
+        full_refresh=inv.full_refresh,
         target=target,
     )
-    os.environ.update(dbt_environment())
     paths.warehouse_dir().mkdir(parents=True, exist_ok=True)
-    run_id = str(flow_run.get_id() or "")
+    env = {**dbt_environment(), **spec_environment(store, windows)}
     started = ledger.utcnow()
-    logger.info(
-        "Building %s ds=%s window [%s, %s) UTC (%.0f h), source %s events",
-        store_id,
-        ds,
-        window.window_start,
-        window.window_end,
-        window.hours,
-        fingerprint.event_count,
+    work: dict[str, datetime] = {}
+    # strict=True: if the limit is missing the run fails instead of running unlimited.
+    with (
+        concurrency(
+            GLOBAL_LIMIT_NAME, occupy=1, strict=True, lease_duration=dbt_slot_lease_seconds()
+        ),
+        store_lock(store, exclusive=True, wait_seconds=WAREHOUSE_LOCK_WAIT_SECONDS),
+    ):
+        work["start"] = ledger.utcnow()
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            invoke_dbt(args, mode=dbt_mode, project_dir=paths.dbt_project_dir(), logger=logger)
+            counts = read_partition_counts(store, inv.days)
+        finally:
+            work["end"] = ledger.utcnow()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    _record(
+        store, inv.days, current, run_id, "completed", counts=counts, started=started, work=work
+    )
+    for d in inv.days:
+        logger.info("%s %s: %s", store.store_id, d, counts[d])
+    return counts
+
+
+def _record(
+    store: Store,
+    days: Sequence[date],
+    current: Mapping[date, Fingerprint],
+    run_id: str,
+    status: str,
+    *,
+    counts: Mapping[date, dict] | None = None,
+    error: str | None = None,
+    started: datetime | None = None,
+    work: Mapping[str, datetime] | None = None,
+) -> None:
+    now = ledger.utcnow()
+    ledger.record_builds(
+        ledger.BuildRecord(
+            store_id=store.store_id,
+            ds=d,
+            status=status,
+            flow_run_id=run_id,
+            fingerprint=current[d].token,
+            source_files=current[d].files,
+            built_at=now,
+            started_at=started or now,
+            source_event_count=current[d].event_count,
+            source_max_loaded_at=current[d].max_loaded_at,
+            error=error,
+            work_started_at=(work or {}).get("start"),
+            work_ended_at=(work or {}).get("end"),
+            **((counts or {}).get(d) or {}),
+        )
+        for d in days
     )
 
-    # dbt work interval: inside the dbt-global slot (what limits and benchmarks measure).
-    work: dict[str, object] = {}
 
-    def record(status: str, counts: dict | None = None, error: str | None = None) -> None:
-        ledger.record_build(
-            ledger.BuildRecord(
-                store_id=store_id,
-                ds=ds,
-                status=status,
-                flow_run_id=run_id,
-                fingerprint=fingerprint.token,
-                built_at=ledger.utcnow(),
-                started_at=started,
-                source_event_count=fingerprint.event_count,
-                source_max_loaded_at=fingerprint.max_loaded_at,
-                error=error,
-                work_started_at=work.get("start"),
-                work_ended_at=work.get("end"),
-                **(counts or {}),
-            )
-        )
-
-    try:
-        # strict=True: if the limit is missing the run fails instead of running unlimited.
-        with concurrency(
-            GLOBAL_LIMIT_NAME, occupy=1, strict=True, lease_duration=dbt_slot_lease_seconds()
-        ):
-            work["start"] = ledger.utcnow()
-            try:
-                _invoke_dbt(args)
-            finally:
-                work["end"] = ledger.utcnow()
-    except BaseException as exc:
-        record("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
-        raise
-    counts = read_partition_counts(store, ds, target)
-    record("completed", counts)
-    logger.info("Built %s ds=%s: %s", store_id, ds, counts)
-    return {"store_id": store_id, "ds": ds.isoformat(), **counts, "fingerprint": fingerprint.token}
-
-
-def _invoke_dbt(args: list[str]) -> None:
-    """Run dbt in this process; its progress lines go to the flow run's log.
-
-    dbt's own runner, not prefect-dbt's PrefectDbtRunner: that one turns each of the 15
-    nodes into a Prefect task run (API calls and events per node), which measured ~2-3 s
-    extra per partition here, more than the DuckDB work of a day. The flow run log gets
-    one line per node result, the summary, and every warning and error; dbt's full debug
-    log stays in the store's target folder (``<state>/dbt-target/<store_id>/logs``).
-    """
-    import logging
-
-    from dbt.cli.main import dbtRunner
-
-    logger = get_run_logger()
-    levels = {"debug": None, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
-
-    def forward(event) -> None:
-        level = levels.get(getattr(event.info, "level", "info"), logging.INFO)
-        msg = getattr(event.info, "msg", "")
-        if level is None or not msg:
-            return
-        if level > logging.INFO or event.info.name in _FORWARDED_EVENTS:
-            logger.log(level, "%s", msg)
-
-    result = dbtRunner(callbacks=[forward]).invoke([*args, "--quiet"])
-    if result.success:
-        return
-    problems = []
-    for node in getattr(result.result, "results", None) or []:
-        status = str(getattr(node, "status", ""))
-        if status.lower() in {"error", "fail", "runtime error"}:
-            problems.append(f"{node.node.name}: {status}: {(node.message or '').strip()[:500]}")
-    detail = "; ".join(problems) or f"{type(result.exception).__name__}: {result.exception}"
-    raise DbtBuildError(f"dbt build failed: {detail}")
-
-
-class DbtBuildError(RuntimeError):
-    """dbt ran and reported failing nodes (or could not run at all)."""
-
-
-# Info-level dbt events worth a line in the flow run log (every run writes these through the
-# API, so START lines, parse chatter and the like stay in dbt's own log file).
-_FORWARDED_EVENTS = frozenset(
-    {
-        "LogModelResult",
-        "LogTestResult",
-        "LogNodeResult",
-        "LogSkipBecauseError",
-        "FinishedRunningStats",
-        "EndOfRunSummary",
-        "StatsLine",
-        "RunResultError",
-        "RunResultFailure",
-        "UnableToPartialParse",
-    }
-)
+def requested_time(run) -> datetime | None:
+    """When this build was asked for (naive UTC): for a backfill child, when its orchestrator
+    planned it (the dispatch record of its idempotency key); otherwise when the run was
+    created. Days built by another run after that moment are not built again."""
+    if run is None or run.created is None:
+        return None
+    created = run.created.astimezone(UTC).replace(tzinfo=None)
+    planned = ledger.read_planned_at(run.idempotency_key) if run.idempotency_key else None
+    return min(created, planned) if planned else created

@@ -1,13 +1,28 @@
-"""Which warehouse dbt writes to, and the small read-back the dbt flow records in the ledger.
+"""Which warehouse dbt writes to, and what the project reads back from it.
 
 ``CLICKSTREAM_DBT_TARGET`` selects the dbt target: ``duckdb`` (default; one file per store
 under ``.clickstream/warehouse``) or ``postgres`` (one schema per store, connection from the
 ``CLICKSTREAM_PG_*`` environment variables).
+
+Reading back happens twice: the store flow reads the rows it just built (the counts it
+records in the ledger), and planning reads every mart row of the range, so that a partition
+counts as completed only while its row is there and still holds what the ledger recorded.
+
+DuckDB lets no other process open a file while one process writes it, readers included, and a
+reader that opens it first makes the writer's open fail. A build therefore holds an exclusive
+``flock`` on ``<database>.duckdb.lock`` from before dbt opens the file until after its read
+back; planning takes a shared lock without waiting and, when a build holds the store, keeps
+the ledger's word for that store and says so (:class:`MartView.unchecked`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -51,28 +66,140 @@ def pg_url(database: str | None = None, driver: str = "psycopg2") -> str:
     return pg_dsn(database).replace("postgresql://", f"postgresql+{driver}://", 1)
 
 
-def read_partition_counts(store: Store, ds: date, target: str | None = None) -> dict[str, int]:
-    """Rows the partition now has: mart rows, its events and sessions figures."""
-    target = target or dbt_target()
-    mart_sql = f"select count(*), coalesce(sum(events), 0), coalesce(sum(sessions), 0) from {{schema}}.{MART} where store_id = %s and ds = %s"  # noqa: E501
-    if target == "duckdb":
-        import duckdb
+# -- the DuckDB file lock ------------------------------------------------------------------
+class WarehouseBusy(RuntimeError):
+    """A build holds the store's DuckDB file."""
 
-        # Same process as dbt-duckdb: DuckDB shares one instance per file within a process,
-        # so this read does not fight dbt's (already closed) connection for the file lock.
-        con = duckdb.connect(str(duckdb_path(store)))
-        try:
-            row = con.execute(
-                mart_sql.format(schema=f"{store.database}.{SCHEMA}").replace("%s", "?"),
-                [store.store_id, ds],
-            ).fetchone()
-        finally:
-            con.close()
+
+@contextlib.contextmanager
+def store_lock(store: Store, *, exclusive: bool, wait_seconds: float) -> Iterator[None]:
+    """flock on the store's lock file (DuckDB target only; a no-op on Postgres).
+
+    ``wait_seconds=0`` fails at once with :class:`WarehouseBusy` when the lock is taken.
+    """
+    if dbt_target() != "duckdb":
+        yield
+        return
+    path = duckdb_path(store).with_suffix(".duckdb.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusy(
+                        f"{store.store_id}: its warehouse file is in use by a build"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _duckdb_read(store: Store, sql: str, params: list) -> list[tuple]:
+    import duckdb
+
+    path = duckdb_path(store)
+    if not path.exists():
+        return []
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.ConnectionException as exc:
+        if "different configuration" not in str(exc):
+            raise
+        # This process (a dbt build, a test) already has the file open read-write: DuckDB
+        # shares one instance per file per process, so connect with that configuration.
+        con = duckdb.connect(str(path))
+    try:
+        exists = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            [SCHEMA, MART],
+        ).fetchone()[0]
+        if not exists:
+            return []
+        return con.execute(
+            sql.format(table=f"{SCHEMA}.{MART}").replace("%s", "?"), params
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def _postgres_read(store: Store, sql: str, params: list) -> list[tuple]:
+    import psycopg2
+
+    with psycopg2.connect(pg_dsn()) as con, con.cursor() as cur:
+        cur.execute("select to_regclass(%s)", [f"{store.database}.{MART}"])
+        if cur.fetchone()[0] is None:
+            return []
+        cur.execute(sql.format(table=f"{store.database}.{MART}"), params)
+        return cur.fetchall()
+
+
+_MART_ROWS_SQL = (
+    "select ds, count(*), coalesce(sum(events), 0), coalesce(sum(sessions), 0) "
+    "from {table} where store_id = %s and ds between %s and %s group by ds"
+)
+
+
+@dataclass(frozen=True)
+class MartRow:
+    mart_rows: int
+    events: int
+    sessions: int
+
+
+def read_mart_rows(store: Store, first: date, last: date) -> dict[date, MartRow]:
+    """The mart rows of ``store`` between two dates (no lock: callers hold it)."""
+    params = [store.store_id, first, last]
+    if dbt_target() == "duckdb":
+        rows = _duckdb_read(store, _MART_ROWS_SQL, params)
     else:
-        import psycopg2
+        rows = _postgres_read(store, _MART_ROWS_SQL, params)
+    return {ds: MartRow(int(n), int(ev), int(se)) for ds, n, ev, se in rows}
 
-        with psycopg2.connect(pg_dsn()) as con, con.cursor() as cur:
-            cur.execute(mart_sql.format(schema=store.database), (store.store_id, ds))
-            row = cur.fetchone()
-    mart_rows, events, sessions = (int(v) for v in row)
-    return {"mart_rows": mart_rows, "events": events, "sessions": sessions}
+
+def read_partition_counts(store: Store, days: Iterable[date]) -> dict[date, dict[str, int]]:
+    """Rows each partition now has (mart rows, events, sessions), right after its build.
+
+    Called by the build itself while it holds the store's lock."""
+    days = sorted(set(days))
+    found = read_mart_rows(store, days[0], days[-1])
+    out = {}
+    for ds in days:
+        row = found.get(ds, MartRow(0, 0, 0))
+        out[ds] = {"mart_rows": row.mart_rows, "events": row.events, "sessions": row.sessions}
+    return out
+
+
+@dataclass
+class MartView:
+    """What planning found in the warehouses: the mart rows of the stores it could read."""
+
+    rows: dict[tuple[str, date], MartRow] = field(default_factory=dict)
+    checked: set[str] = field(default_factory=set)
+    unchecked: dict[str, str] = field(default_factory=dict)  # store -> why
+
+
+def read_mart_view(stores: Iterable[Store], first: date, last: date) -> MartView:
+    """Every mart row of the stores in [first, last]; a store a build holds is left unchecked."""
+    view = MartView()
+    for store in stores:
+        try:
+            with store_lock(store, exclusive=False, wait_seconds=0):
+                found = read_mart_rows(store, first, last)
+        except WarehouseBusy:
+            view.unchecked[store.store_id] = "a build holds its warehouse file"
+            continue
+        except Exception as exc:  # unreadable warehouse: say so, keep the ledger's word
+            view.unchecked[store.store_id] = f"{type(exc).__name__}: {exc}"[:200]
+            continue
+        view.checked.add(store.store_id)
+        for ds, row in found.items():
+            view.rows[(store.store_id, ds)] = row
+    return view
