@@ -11,11 +11,10 @@ from typing import Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed
 
 from clickstream.deployments import ORCHESTRATOR_FLOW_NAME
-from clickstream.orchestrator import request_from_params, run_backfill
-from clickstream.planning import BackfillInputError
+from clickstream.orchestrator import orchestrate
+from clickstream.planning import BackfillRequest
 from clickstream.registry import load_registry
 
 # The UI's multi-select of stores comes from this Literal, built from stores/ at import time
@@ -25,29 +24,31 @@ StoreId = Literal[tuple(load_registry().ids)]  # type: ignore[valid-type]
 
 @flow(name=ORCHESTRATOR_FLOW_NAME, log_prints=True)
 async def clickstream_backfill(
-    start_date: date | None = None,
-    end_date: date | None = None,
+    start_date: date,
+    end_date: date,
     stores: list[StoreId] | None = None,
     reprocess: Literal["missing", "failed", "stale", "all"] = "missing",
     order: Literal["oldest_first", "newest_first"] = "oldest_first",
+    days_per_run: int = 1,
     max_parallel: int | None = None,
     max_attempts: int = 2,
     pause_store_schedules: bool = False,
     dry_run: bool = False,
-    mode: Literal["backfill", "catch_up"] = "backfill",
-    lookback_days: int = 7,
     allow_large_backfill: bool = False,
     child_timeout_minutes: int = 60,
 ):
     """Backfill store x date partitions of the clickstream aggregation.
 
     Args:
-        start_date: First store-local date (inclusive). Required unless mode is catch_up.
+        start_date: First store-local date (inclusive).
         end_date: Last store-local date (inclusive); at most each store's current local date.
         stores: Stores to backfill. Empty = every active store.
         reprocess: Which partitions to run. missing = never built; failed = missing + failed;
-            stale = failed + built before late data arrived; all = everything in range.
+            stale = failed + built before its source data changed; all = everything in range.
         order: Dates within each store: oldest_first or newest_first.
+        days_per_run: Consecutive days of one store that one child run builds (1-31). Raise it
+            for large backfills: fewer runs, much less Prefect bookkeeping per day. The cost:
+            a failure fails the whole run's days, and its retry runs them one by one.
         max_parallel: Child runs in flight at once across all stores (one per store at most).
             Empty = 2 x the dbt-global limit (runs beyond the limit wait for a dbt slot);
             more than that is an error.
@@ -55,35 +56,24 @@ async def clickstream_backfill(
         pause_store_schedules: Pause the selected stores' 30-minute schedules while the
             backfill runs; they are resumed afterwards whatever the outcome.
         dry_run: Plan and publish the status grid, submit nothing.
-        mode: backfill = the range above; catch_up = the last lookback_days complete local
-            days of every selected store with policy stale (what the nightly schedule runs).
-        lookback_days: Days a catch_up looks back.
         allow_large_backfill: Allow more than 20,000 partitions in one backfill.
         child_timeout_minutes: A child run in flight longer than this is cancelled and retried.
     """
-    request = request_from_params(
+    request = BackfillRequest(
         start_date=start_date,
         end_date=end_date,
-        stores=stores,
+        stores=tuple(stores or ()),
         reprocess=reprocess,
         order=order,
+        days_per_run=days_per_run,
         max_parallel=max_parallel,
         max_attempts=max_attempts,
-        mode=mode,
-        lookback_days=lookback_days,
         allow_large_backfill=allow_large_backfill,
     )
-    try:
-        outcome = await run_backfill(
-            request,
-            dry_run=dry_run,
-            pause_store_schedules=pause_store_schedules,
-            child_timeout_seconds=child_timeout_minutes * 60,
-            orchestrator_run_id=str(flow_run.get_id() or ""),
-        )
-    except BackfillInputError as exc:
-        return Failed(message=str(exc))
-    print(outcome.summary)
-    if outcome.ok:
-        return Completed(message=outcome.summary)
-    return Failed(message=outcome.summary)
+    return await orchestrate(
+        request,
+        dry_run=dry_run,
+        pause_store_schedules=pause_store_schedules,
+        child_timeout_seconds=child_timeout_minutes * 60,
+        orchestrator_run_id=str(flow_run.get_id() or ""),
+    )

@@ -112,6 +112,18 @@ BF = ["backfill"]
             [*BF, "--start", "2026-11-01", "--end", "2026-11-02", "--reprocess", "some"],
             ["reprocess must be one of missing, failed, stale, all"],
         ),
+        (
+            [*BF, "--start", "2026-11-01", "--end", "2026-11-02", "--days-per-run", "0"],
+            ["days_per_run must be between 1 and 31, got 0"],
+        ),
+        (
+            [*BF, "--start", "2026-11-01", "--end", "2026-11-02", "--days-per-run", "40"],
+            ["days_per_run must be between 1 and 31, got 40"],
+        ),
+        (
+            ["catch-up", "--days-per-run", "32"],
+            ["days_per_run must be between 1 and 31, got 32"],
+        ),
         ([*BF, "--start", "2026/11/01", "--end", "2026-11-02"], ["Invalid value", "--start"]),
         ([*BF, "--start", "2026-11-01", "--end", "2026-02-30"], ["Invalid value", "--end"]),
         ([*BF, "--start", "2026-11-01"], ["Missing option", "--end"]),
@@ -183,7 +195,9 @@ def backfill_flow():
         ({"max_attempts": 1.5}, "max_attempts"),
         ({"reprocess": "some"}, "reprocess"),
         ({"order": "random"}, "order"),
-        ({"mode": "full"}, "mode"),
+        ({"days_per_run": "week"}, "days_per_run"),
+        ({"mode": "catch_up"}, "mode"),  # catch-up is its own deployment now
+        ({"start_date": None}, "start_date"),  # required: the UI shows a date picker
         ({"dry_run": "perhaps"}, "dry_run"),
         ({"colour": "red"}, "colour"),
     ],
@@ -191,17 +205,33 @@ def backfill_flow():
 def test_flow_form_rejects_wrong_types(backfill_flow, params, field):
     from prefect.exceptions import ParameterTypeError, SignatureMismatchError
 
+    good = {"start_date": "2026-11-01", "end_date": "2026-11-02"}
     with pytest.raises((ParameterTypeError, SignatureMismatchError)) as exc:
-        backfill_flow.validate_parameters(params)
+        backfill_flow.validate_parameters({**good, **params})
     assert field in str(exc.value)
+
+
+def test_flow_form_needs_both_dates(backfill_flow):
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError) as exc:
+        backfill_flow.validate_parameters({"start_date": "2026-11-01"})
+    assert "end_date" in str(exc.value) and "Field required" in str(exc.value)
 
 
 def test_flow_form_accepts_good_values(backfill_flow):
     got = backfill_flow.validate_parameters(
-        {"start_date": "2026-11-01", "stores": ["us-flagship"], "max_parallel": "2"}
+        {
+            "start_date": "2026-11-01",
+            "end_date": "2026-11-03",
+            "stores": ["us-flagship"],
+            "max_parallel": "2",
+            "days_per_run": "7",
+        }
     )
-    assert got["start_date"] == date(2026, 11, 1)
+    assert (got["start_date"], got["end_date"]) == (date(2026, 11, 1), date(2026, 11, 3))
     assert got["stores"] == ["us-flagship"] and got["max_parallel"] == 2
+    assert got["days_per_run"] == 7
 
 
 # --- registry files that are not a store mapping -------------------------------------------

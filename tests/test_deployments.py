@@ -11,6 +11,8 @@ import yaml
 
 from clickstream import paths
 from clickstream.deployments import (
+    CATCH_UP_DEPLOYMENT,
+    CATCH_UP_ENTRYPOINT,
     DBT_ENTRYPOINT,
     ORCHESTRATOR_DEPLOYMENT,
     ORCHESTRATOR_ENTRYPOINT,
@@ -41,14 +43,26 @@ def test_every_store_has_a_single_flight_deployment(doc):
         assert store.store_id in dep["tags"]
 
 
-def test_orchestrator_has_nightly_catch_up(doc):
+def test_backfill_on_demand_and_catch_up_nightly(doc):
     deps = {d["name"]: d for d in doc["deployments"]}
     orch = deps[ORCHESTRATOR_DEPLOYMENT]
     assert orch["entrypoint"] == ORCHESTRATOR_ENTRYPOINT
-    (sched,) = orch["schedules"]
-    assert "cron" in sched
-    assert sched["parameters"]["mode"] == "catch_up"
-    assert sched["parameters"]["lookback_days"] == 7
+    assert not orch.get("schedules")  # a person runs it, with dates
+    nightly = deps[CATCH_UP_DEPLOYMENT]
+    assert nightly["entrypoint"] == CATCH_UP_ENTRYPOINT
+    assert nightly["work_pool"]["name"] == "local-work-pool"
+    (sched,) = nightly["schedules"]
+    assert sched["cron"] == "15 3 * * *" and sched["timezone"] == "UTC" and sched["active"]
+    assert sched["parameters"] == {"lookback_days": 7}
+
+
+def test_schedule_parameters_fit_the_catch_up_flow(doc, monkeypatch):
+    from prefect.flows import load_flow_from_entrypoint
+
+    monkeypatch.chdir(paths.project_dir())
+    flow = load_flow_from_entrypoint(CATCH_UP_ENTRYPOINT)
+    (sched,) = {d["name"]: d for d in doc["deployments"]}[CATCH_UP_DEPLOYMENT]["schedules"]
+    assert flow.validate_parameters(sched["parameters"])["lookback_days"] == 7
 
 
 def test_check_passes_and_sync_is_idempotent():
@@ -87,13 +101,19 @@ def test_cli_check_exit_codes(tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.parametrize("entrypoint", [DBT_ENTRYPOINT, ORCHESTRATOR_ENTRYPOINT])
-def test_entrypoints_load(entrypoint, monkeypatch):
+@pytest.mark.parametrize(
+    ("entrypoint", "name"),
+    [
+        (DBT_ENTRYPOINT, "clickstream-dbt-run"),
+        (ORCHESTRATOR_ENTRYPOINT, "clickstream-backfill"),
+        (CATCH_UP_ENTRYPOINT, "clickstream-catch-up"),
+    ],
+)
+def test_entrypoints_load(entrypoint, name, monkeypatch):
     from prefect.flows import load_flow_from_entrypoint
 
     monkeypatch.chdir(paths.project_dir())
-    flow = load_flow_from_entrypoint(entrypoint)
-    assert flow.name in ("clickstream-dbt-run", "clickstream-backfill")
+    assert load_flow_from_entrypoint(entrypoint).name == name
 
 
 def test_orchestrator_form_is_typed_and_described(monkeypatch):
@@ -111,15 +131,35 @@ def test_orchestrator_form_is_typed_and_described(monkeypatch):
         "stores",
         "reprocess",
         "order",
+        "days_per_run",
         "max_parallel",
         "max_attempts",
         "pause_store_schedules",
         "dry_run",
     ):
         assert props[name].get("description"), f"{name} has no description"
+    # Required dates: the form shows plain date pickers, not "date / None" choices.
+    assert set(schema["required"]) >= {"start_date", "end_date"}
+    for name in ("start_date", "end_date"):
+        assert props[name].get("format") == "date" and "anyOf" not in props[name], props[name]
+    assert props["days_per_run"]["type"] == "integer" and props["days_per_run"]["default"] == 1
+    assert "retry" in props["days_per_run"]["description"]
     text = yaml.safe_dump(props)
-    assert "format: date" in text  # date pickers
     for sid in load_registry().ids:
         assert sid in text  # multi-select of known stores
     for policy in ("missing", "failed", "stale", "all"):
         assert policy in text
+
+
+def test_store_form_keeps_full_dbt_mode_for_people(monkeypatch):
+    """A person clicking Run on a store deployment gets per-node tasks; backfills ask for lean."""
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema
+
+    monkeypatch.chdir(paths.project_dir())
+    flow = load_flow_from_entrypoint(DBT_ENTRYPOINT)
+    props = parameter_schema(flow.fn).model_dump_for_openapi()["properties"]
+    assert props["dbt_mode"]["default"] == "full"
+    assert set(props["dbt_mode"]["enum"]) == {"full", "lean"}
+    assert "select" not in props  # a partial selection could leave a ✅ day with stale rows
+    assert "Nothing already built is lost" in props["full_refresh"]["description"]

@@ -106,6 +106,7 @@ def test_zombie_automation_definition():
     assert set(t.match_related["prefect.resource.name"]) == {
         "clickstream-dbt-run",
         "clickstream-backfill",
+        "clickstream-catch-up",
     }
     (action,) = a.actions
     assert action.type == "change-flow-run-state"

@@ -8,10 +8,12 @@ from clickstream.planning import (
     LaneScheduler,
     PartitionState,
     build_lanes,
+    child_parameters,
     child_run_name,
     child_tags,
     classify,
     expand_partitions,
+    group_runs,
     idempotency_key,
     next_attempt,
     resolve_request,
@@ -75,6 +77,8 @@ def test_resolves_all_active_stores_by_default():
         ({"max_parallel": 0}, "max_parallel must be at least 1"),
         ({"max_parallel": 9}, "exceeds 2 x the dbt-global limit 4"),
         ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"days_per_run": 0}, "days_per_run must be between 1 and 31, got 0"),
+        ({"days_per_run": 32}, "days_per_run must be between 1 and 31, got 32"),
         ({"reprocess": "everything"}, "reprocess must be one of"),
         ({"order": "random"}, "order must be one of"),
         ({"mode": "catch_up", "lookback_days": 0}, "lookback_days must be at least 1"),
@@ -162,6 +166,40 @@ def test_classify_each_state():
     }
 
 
+def test_ledger_is_checked_against_the_mart():
+    G = ("t", D(2026, 1, 1))
+    H = ("t", D(2026, 1, 2))
+    I = ("t", D(2026, 1, 3))  # noqa: E741
+    J = ("busy", D(2026, 1, 1))
+    st = classify(
+        [G, H, I, J],
+        build_status={G: "completed", H: "completed", I: "completed", J: "completed"},
+        built_fingerprints={},
+        current_fingerprints=None,
+        in_flight=[],
+        built_counts={G: (10, 3), H: (10, 3), I: (10, 3), J: (10, 3)},
+        mart_counts={G: (10, 3), I: (11, 3)},  # H's row is gone, I's row changed
+        mart_checked={"t"},  # "busy" could not be read: the ledger's word stands
+    )
+    assert st == {
+        G: PartitionState.COMPLETED,
+        H: PartitionState.MISSING,
+        I: PartitionState.STALE,
+        J: PartitionState.COMPLETED,
+    }
+
+
+def test_old_fingerprint_format_is_stale_once():
+    st = classify(
+        [A],
+        build_status={A: "completed"},
+        built_fingerprints={A: "2894:2026-11-02T01:00:00"},  # before input ranges (v1)
+        current_fingerprints={A: "v2:2901:123"},
+        in_flight=[],
+    )
+    assert st[A] == PartitionState.STALE
+
+
 def test_no_fingerprints_means_nothing_stale():
     st = classify(
         [C],
@@ -194,7 +232,7 @@ def test_orders(order, first):
     keys = [("b", D(2026, 1, 2)), ("a", D(2026, 1, 3)), ("a", D(2026, 1, 1)), ("a", D(2026, 1, 2))]
     lanes = build_lanes(keys, order)
     assert list(lanes) == ["a", "b"]
-    assert lanes["a"][0] == first
+    assert lanes["a"][0] == (first,)
     assert lanes["a"] == sorted(lanes["a"], reverse=order == "newest_first")
 
 
@@ -210,67 +248,190 @@ def test_dst_and_offset_stores_expand_to_local_dates():
 # --- lanes ------------------------------------------------------------------------------
 
 
+def one_day(*days):
+    return [(d,) for d in days]
+
+
 def test_scheduler_one_per_store_and_global_cap():
     lanes = {
-        "a": [D(2026, 1, d) for d in range(1, 5)],
-        "b": [D(2026, 1, 1)],
-        "c": [D(2026, 1, 1), D(2026, 1, 2)],
+        "a": one_day(*[D(2026, 1, d) for d in range(1, 5)]),
+        "b": one_day(D(2026, 1, 1)),
+        "c": one_day(D(2026, 1, 1), D(2026, 1, 2)),
     }
     sch = LaneScheduler(lanes, max_parallel=2)
     first = sch.next_batch()
     # longest lanes first, one per store, two overall
-    assert first == [("a", D(2026, 1, 1)), ("c", D(2026, 1, 1))]
+    assert first == [("a", (D(2026, 1, 1),)), ("c", (D(2026, 1, 1),))]
+    for sid, _batch in first:
+        sch.occupy(sid, f"run-{sid}-1")
     assert sch.next_batch() == []
-    sch.release("c")
+    sch.release("c", "run-c-1")
     # c's lane now has 1 left, b has 1: tie broken by store id
-    assert sch.next_batch() == [("b", D(2026, 1, 1))]
-    sch.release("a")
-    assert sch.next_batch() == [("a", D(2026, 1, 2))]
+    assert sch.next_batch() == [("b", (D(2026, 1, 1),))]
+    sch.occupy("b", "run-b-1")
+    sch.release("a", "run-a-1")
+    assert sch.next_batch() == [("a", (D(2026, 1, 2),))]
 
 
 def test_scheduler_simulated_run_never_breaks_limits():
-    lanes = {f"s{i}": [D(2026, 1, 1) + timedelta(days=d) for d in range(i + 1)] for i in range(6)}
+    lanes = {
+        f"s{i}": one_day(*[D(2026, 1, 1) + timedelta(days=d) for d in range(i + 1)])
+        for i in range(6)
+    }
     sch = LaneScheduler(lanes, max_parallel=3)
-    seen = 0
+    seen = n = 0
     while not sch.done:
         batch = sch.next_batch()
-        assert len(sch.busy) <= 3
+        for sid, _ in batch:
+            n += 1
+            sch.occupy(sid, f"r{n}")
+        assert sch.in_flight <= 3
+        assert all(len(tokens) == 1 for tokens in sch.busy.values())
         assert len({s for s, _ in batch}) == len(batch)
         seen += len(batch)
         # finish the oldest-started lane
-        sch.release(sorted(sch.busy)[0])
+        sid = sorted(sch.busy)[0]
+        sch.release(sid, next(iter(sch.busy[sid])))
     assert seen == sum(range(1, 7))
 
 
-def test_scheduler_retry_and_adopt():
-    sch = LaneScheduler({"a": [D(2026, 1, 2)]}, max_parallel=2)
-    sch.occupy("a", D(2026, 1, 1))  # adopted in-flight run holds the lane
+def test_scheduler_adopted_runs_hold_the_lane_until_all_end():
+    sch = LaneScheduler({"a": one_day(D(2026, 1, 3))}, max_parallel=3)
+    sch.occupy("a", "adopted-1")  # e.g. a manual run and a queued scheduled run of the store
+    sch.occupy("a", "adopted-2")
     assert sch.next_batch() == []
-    sch.release("a")
-    assert sch.next_batch() == [("a", D(2026, 1, 2))]
-    sch.release("a")
-    sch.retry("a", D(2026, 1, 2))
-    assert sch.next_batch() == [("a", D(2026, 1, 2))]
-    sch.release("a")
-    assert sch.done
+    sch.release("a", "adopted-1")
+    assert sch.next_batch() == []  # still one run of the store in flight
+    sch.release("a", "adopted-2")
+    assert sch.next_batch() == [("a", (D(2026, 1, 3),))]
+
+
+def test_scheduler_retry_splits_a_failed_batch_into_single_days():
+    batch = (D(2026, 1, 1), D(2026, 1, 2), D(2026, 1, 3))
+    sch = LaneScheduler({"a": [batch, (D(2026, 1, 4),)]}, max_parallel=1)
+    assert sch.next_batch() == [("a", batch)]
+    sch.occupy("a", "r1")
+    sch.release("a", "r1")
+    sch.retry("a", batch, "oldest_first")
+    assert sch.lanes["a"] == [
+        (D(2026, 1, 1),),
+        (D(2026, 1, 2),),
+        (D(2026, 1, 3),),
+        (D(2026, 1, 4),),
+    ]
+    sch.retry("a", (D(2026, 1, 7), D(2026, 1, 8)), "newest_first")
+    assert sch.lanes["a"][:2] == [(D(2026, 1, 8),), (D(2026, 1, 7),)]
+
+
+# --- several days per child run ---------------------------------------------------------
+
+
+def days(*spec):
+    """'1-4' -> Jan 1..4 of 2026; ints -> single days."""
+    out = []
+    for item in spec:
+        if isinstance(item, str):
+            lo, hi = (int(x) for x in item.split("-"))
+            out += [D(2026, 1, d) for d in range(lo, hi + 1)]
+        else:
+            out.append(D(2026, 1, item))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("selected", "order", "n", "expected"),
+    [
+        # consecutive days fill runs of n, oldest first
+        (days("1-10"), "oldest_first", 4, [days("1-4"), days("5-8"), days("9-10")]),
+        # newest first: grouped from the newest day down, each run's days ascending
+        (days("1-10"), "newest_first", 4, [days("7-10"), days("3-6"), days("1-2")]),
+        # a gap starts a new run
+        (days("1-3", "5-6", 9), "oldest_first", 7, [days("1-3"), days("5-6"), days(9)]),
+        (days("1-3", "5-6", 9), "newest_first", 2, [days(9), days("5-6"), days("2-3"), days(1)]),
+        # n = 1 keeps one run per day
+        (days("1-3"), "oldest_first", 1, [days(1), days(2), days(3)]),
+        # duplicates and input order do not matter
+        (
+            [D(2026, 1, 3), D(2026, 1, 1), D(2026, 1, 2), D(2026, 1, 1)],
+            "oldest_first",
+            31,
+            [days("1-3")],
+        ),
+    ],
+)
+def test_group_runs(selected, order, n, expected):
+    assert group_runs(selected, order, n) == [tuple(r) for r in expected]
+
+
+def test_group_runs_across_dst_and_month_ends():
+    # Local dates, not hours: the 25-hour day and a month end are days like any other.
+    sel = [D(2026, 10, 30) + timedelta(days=i) for i in range(5)]  # NY falls back on 11-01
+    assert group_runs(sel, "oldest_first", 3) == [tuple(sel[:3]), tuple(sel[3:])]
+
+
+def test_lanes_of_stores_with_different_ranges():
+    sel = [("a", d) for d in days("1-5")] + [("b", d) for d in days("3-4", 8)]
+    lanes = build_lanes(sel, "oldest_first", 3)
+    assert lanes == {
+        "a": [tuple(days("1-3")), tuple(days("4-5"))],
+        "b": [tuple(days("3-4")), tuple(days(8))],
+    }
+
+
+def test_in_flight_days_split_the_batches_around_them():
+    """A day in flight in another run is never selected, so no batch can cover it."""
+    keys = [("a", d) for d in days("1-6")]
+    st = classify(
+        keys,
+        build_status={},
+        built_fingerprints={},
+        current_fingerprints=None,
+        in_flight=[("a", D(2026, 1, 3))],
+    )
+    sel = select_partitions(st, "missing")
+    assert build_lanes(sel, "oldest_first", 4)["a"] == [tuple(days("1-2")), tuple(days("4-6"))]
+
+
+def test_child_parameters():
+    assert child_parameters("a", (D(2026, 1, 1),)) == {
+        "store_id": "a",
+        "ds": "2026-01-01",
+        "dbt_mode": "lean",
+    }
+    assert child_parameters("a", tuple(days("1-3"))) == {
+        "store_id": "a",
+        "ds": "2026-01-01",
+        "ds_end": "2026-01-03",
+        "dbt_mode": "lean",
+    }
 
 
 # --- keys and names ---------------------------------------------------------------------
 
 
-def test_keys_carry_store_date_and_attempt():
+def test_keys_carry_store_days_and_attempt():
     assert (
         idempotency_key("us-flagship", D(2026, 11, 1), 2)
         == "clickstream:us-flagship:2026-11-01:attempt-2"
     )
+    assert (
+        idempotency_key("us-flagship", (D(2026, 11, 1), D(2026, 11, 2), D(2026, 11, 3)), 1)
+        == "clickstream:us-flagship:2026-11-01..2026-11-03:attempt-1"
+    )
     keys = {idempotency_key(s, D(2026, 11, 1), 1) for s in ("a", "b")}
     assert len(keys) == 2  # keys are unique per flow, and every store shares the flow
     assert idempotency_key("a", D(2026, 11, 1), 1) != idempotency_key("a", D(2026, 11, 1), 2)
+    # a batch and a single day inside it are different runs (in-flight detection keeps
+    # them apart, not the key)
+    assert idempotency_key("a", tuple(days("1-3")), 1) != idempotency_key("a", D(2026, 1, 2), 1)
 
 
 def test_run_names_and_tags():
     assert child_run_name("in-mumbai", D(2026, 3, 8), 1) == "backfill-in-mumbai-2026-03-08-a1"
     assert child_tags("in-mumbai", D(2026, 3, 8)) == ["backfill", "in-mumbai", "ds:2026-03-08"]
+    batch = tuple(days("1-2"))
+    assert child_run_name("a", batch, 3) == "backfill-a-2026-01-01..2026-01-02-a3"
+    assert child_tags("a", batch) == ["backfill", "a", "ds:2026-01-01..2026-01-02"]
 
 
 @pytest.mark.parametrize(

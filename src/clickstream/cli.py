@@ -258,32 +258,6 @@ def _validate_locally(request: BackfillRequest) -> None:
         _fail(str(exc))
 
 
-def _request(
-    start: datetime | None,
-    end: datetime | None,
-    stores: list[str] | None,
-    reprocess: str,
-    order: str,
-    max_parallel: int | None,
-    max_attempts: int,
-    mode: str = "backfill",
-    lookback_days: int = 7,
-    allow_large: bool = False,
-) -> BackfillRequest:
-    return BackfillRequest(
-        start_date=start.date() if start else None,
-        end_date=end.date() if end else None,
-        stores=_split(stores),
-        reprocess=reprocess,
-        order=order,
-        max_parallel=max_parallel,
-        max_attempts=max_attempts,
-        mode=mode,
-        lookback_days=lookback_days,
-        allow_large_backfill=allow_large,
-    )
-
-
 @app.command()
 def backfill(
     start: DateOpt,
@@ -295,6 +269,12 @@ def backfill(
         str, typer.Option(help="missing | failed | stale | all (each includes the previous).")
     ] = "missing",
     order: Annotated[str, typer.Option(help="oldest_first | newest_first")] = "oldest_first",
+    days_per_run: Annotated[
+        int,
+        typer.Option(
+            help="Consecutive days one child run builds (1-31): raise it for large backfills."
+        ),
+    ] = 1,
     max_parallel: Annotated[
         int | None,
         typer.Option(help="Child runs at once (default and maximum: 2 x the dbt-global limit)."),
@@ -308,8 +288,18 @@ def backfill(
     follow: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = True,
 ) -> None:
     """Trigger the deployed backfill orchestrator and follow it with a progress bar."""
-    request = _request(
-        start, end, stores, reprocess, order, max_parallel, max_attempts, allow_large=allow_large
+    from clickstream.deployments import orchestrator_full_name
+
+    request = BackfillRequest(
+        start_date=start.date(),
+        end_date=end.date(),
+        stores=_split(stores),
+        reprocess=reprocess,
+        order=order,
+        days_per_run=days_per_run,
+        max_parallel=max_parallel,
+        max_attempts=max_attempts,
+        allow_large_backfill=allow_large,
     )
     params = {
         "start_date": request.start_date.isoformat(),
@@ -317,13 +307,14 @@ def backfill(
         "stores": list(request.stores) or None,
         "reprocess": reprocess,
         "order": order,
+        "days_per_run": days_per_run,
         "max_parallel": max_parallel,
         "max_attempts": max_attempts,
         "pause_store_schedules": pause_schedules,
         "dry_run": dry_run,
         "allow_large_backfill": allow_large,
     }
-    code = _run_api(_trigger_and_follow(request, params, follow))
+    code = _run_api(_trigger_and_follow(orchestrator_full_name(), request, params, follow))
     raise typer.Exit(code)
 
 
@@ -331,29 +322,36 @@ def backfill(
 def catch_up(
     lookback_days: Annotated[int, typer.Option(min=1)] = 7,
     stores: Annotated[list[str] | None, typer.Option()] = None,
+    days_per_run: Annotated[int, typer.Option(help="Consecutive days per child run.")] = 1,
     dry_run: bool = False,
     follow: bool = True,
 ) -> None:
     """Run the nightly catch-up now (last N complete local days, missing + failed + stale)."""
-    request = _request(
-        None, None, stores, "stale", "oldest_first", None, 2, "catch_up", lookback_days
+    from clickstream.deployments import catch_up_full_name
+
+    request = BackfillRequest(
+        stores=_split(stores),
+        mode="catch_up",
+        lookback_days=lookback_days,
+        days_per_run=days_per_run,
     )
     params = {
-        "mode": "catch_up",
         "lookback_days": lookback_days,
         "stores": list(request.stores) or None,
+        "days_per_run": days_per_run,
         "dry_run": dry_run,
     }
-    raise typer.Exit(_run_api(_trigger_and_follow(request, params, follow)))
+    raise typer.Exit(_run_api(_trigger_and_follow(catch_up_full_name(), request, params, follow)))
 
 
-async def _trigger_and_follow(request: BackfillRequest, params: dict, follow: bool) -> int:
+async def _trigger_and_follow(
+    deployment: str, request: BackfillRequest, params: dict, follow: bool
+) -> int:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.deployments import run_deployment
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from clickstream.deployments import orchestrator_full_name
     from clickstream.orchestrator import flow_run_url, plan
     from clickstream.prefect_ops import TERMINAL
 
@@ -368,10 +366,11 @@ async def _trigger_and_follow(request: BackfillRequest, params: dict, follow: bo
             _fail(str(exc))
         console.print(
             f"{resolved.partition_count} partitions in range, {len(selected)} to run "
-            f"(policy {resolved.reprocess}), {len(snapshot.in_flight_runs)} in flight"
+            f"(policy {resolved.reprocess}), {len(snapshot.in_flight_runs)} in flight; "
+            f"{snapshot.warehouse_note()}"
         )
         params = {k: v for k, v in params.items() if v is not None}
-        parent = await run_deployment(orchestrator_full_name(), parameters=params, timeout=0)
+        parent = await run_deployment(deployment, parameters=params, timeout=0)
         console.print(f"orchestrator run [bold]{parent.name}[/]: {flow_run_url(str(parent.id))}")
         if not follow:
             return 0
@@ -458,6 +457,7 @@ async def _print_status(request: BackfillRequest, client) -> None:
         table.add_row(*row)
     console.print(table)
     console.print(grid.summarize(states))
+    console.print(snapshot.warehouse_note())
     console.print(f"Legend: {grid.legend()}")
 
 

@@ -29,6 +29,9 @@ DBT_ENTRYPOINT = "flows/clickstream_dbt.py:clickstream_dbt_run"
 ORCHESTRATOR_FLOW_NAME = "clickstream-backfill"
 ORCHESTRATOR_DEPLOYMENT = "backfill-orchestrator"
 ORCHESTRATOR_ENTRYPOINT = "flows/backfill.py:clickstream_backfill"
+CATCH_UP_FLOW_NAME = "clickstream-catch-up"
+CATCH_UP_DEPLOYMENT = "nightly-catch-up"
+CATCH_UP_ENTRYPOINT = "flows/catch_up.py:clickstream_catch_up"
 WORK_POOL = "local-work-pool"
 STORE_TAG = "clickstream-aggregation"
 SCHEDULE_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -43,6 +46,10 @@ def deployment_full_name(store: Store) -> str:
 
 def orchestrator_full_name() -> str:
     return f"{ORCHESTRATOR_FLOW_NAME}/{ORCHESTRATOR_DEPLOYMENT}"
+
+
+def catch_up_full_name() -> str:
+    return f"{CATCH_UP_FLOW_NAME}/{CATCH_UP_DEPLOYMENT}"
 
 
 def schedule_anchor(store: Store) -> str:
@@ -140,6 +147,10 @@ def check_prefect_yaml(registry: Registry, path: Path | None = None) -> CheckRes
     for name, dep in deployments.items():
         if dep.get("entrypoint") == DBT_ENTRYPOINT and name not in store_names:
             problems.append(f"deployment {name}: has no store file in stores/ (stale deployment)")
-    if ORCHESTRATOR_DEPLOYMENT not in deployments:
-        problems.append(f"no {ORCHESTRATOR_DEPLOYMENT} deployment in prefect.yaml")
+    for name, entrypoint in (
+        (ORCHESTRATOR_DEPLOYMENT, ORCHESTRATOR_ENTRYPOINT),
+        (CATCH_UP_DEPLOYMENT, CATCH_UP_ENTRYPOINT),
+    ):
+        if (deployments.get(name) or {}).get("entrypoint") != entrypoint:
+            problems.append(f"no {name} deployment with entrypoint {entrypoint} in prefect.yaml")
     return CheckResult(problems)

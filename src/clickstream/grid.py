@@ -57,6 +57,7 @@ def render_markdown(
     *,
     title: str,
     stores: Sequence[str] | None = None,
+    note: str | None = None,
 ) -> str:
     stores = list(stores) if stores is not None else sorted({k[0] for k in states})
     dates = sorted({k[1] for k in states})
@@ -64,7 +65,10 @@ def render_markdown(
     if len(dates) > MAX_ROWS:
         hidden = len(dates) - MAX_ROWS
         dates = dates[-MAX_ROWS:]
-    lines = [f"## {title}", "", summarize(states), "", f"Legend: {legend()}", ""]
+    lines = [f"## {title}", "", summarize(states), ""]
+    if note:
+        lines += [f"_{note}_", ""]
+    lines += [f"Legend: {legend()}", ""]
     if not states:
         lines.append("_Nothing in range._")
         return "\n".join(lines) + "\n"

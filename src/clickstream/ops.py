@@ -27,7 +27,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 
-from clickstream.deployments import DBT_FLOW_NAME, ORCHESTRATOR_FLOW_NAME
+from clickstream.deployments import CATCH_UP_FLOW_NAME, DBT_FLOW_NAME, ORCHESTRATOR_FLOW_NAME
 from clickstream.prefect_ops import GLOBAL_LIMIT_NAME, NON_TERMINAL, read_non_terminal_runs
 from clickstream.store_run import dbt_slot_lease_seconds
 
@@ -39,7 +39,7 @@ HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 TERMINAL_EVENTS = tuple(
     f"prefect.flow-run.{s}" for s in ("Completed", "Failed", "Cancelled", "Crashed")
 )
-WATCHED_FLOWS = (DBT_FLOW_NAME, ORCHESTRATOR_FLOW_NAME)
+WATCHED_FLOWS = (DBT_FLOW_NAME, ORCHESTRATOR_FLOW_NAME, CATCH_UP_FLOW_NAME)
 
 
 def zombie_automation(after_seconds: int = DEFAULT_ZOMBIE_AFTER_SECONDS) -> AutomationCore:

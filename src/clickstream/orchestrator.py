@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -32,20 +33,22 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_UI_URL
-from prefect.states import Cancelling
+from prefect.states import Cancelling, Completed, Failed, State
 
 from clickstream import grid, ledger
 from clickstream.deployments import DBT_FLOW_NAME
-from clickstream.generate import source_fingerprints
 from clickstream.planning import (
     POLICY_STATES,
     BackfillInputError,
     BackfillRequest,
+    Batch,
     LaneScheduler,
     PartitionKey,
     PartitionState,
     ResolvedRequest,
+    batch_label,
     build_lanes,
+    child_parameters,
     child_run_name,
     child_tags,
     classify,
@@ -60,12 +63,14 @@ from clickstream.prefect_ops import (
     read_active_store_runs,
     read_flow_runs_by_id,
     read_global_limit,
-    run_partition,
+    run_partitions,
     store_deployment_ids,
     with_api_retries,
 )
 from clickstream.registry import Registry, load_registry
-from clickstream.windows import partition_window
+from clickstream.source import Recorded, fingerprints
+from clickstream.warehouse import MartView, read_mart_view
+from clickstream.windows import partition_windows
 
 
 def poll_seconds() -> float:
@@ -81,7 +86,17 @@ class Snapshot:
     builds: dict[PartitionKey, ledger.BuildRecord]
     dispatches: dict[PartitionKey, ledger.DispatchRecord]
     dispatch_runs: dict[str, FlowRun]
-    in_flight_runs: dict[PartitionKey, str]  # partition -> flow run id
+    in_flight_runs: dict[PartitionKey, str]  # partition -> flow run id (several days may share one)
+    mart: MartView = field(default_factory=MartView)
+    taken_at: datetime = field(default_factory=ledger.utcnow)
+
+    def warehouse_note(self) -> str:
+        """What the plan could and could not check against the warehouse, in a line."""
+        note = f"warehouse check: {len(self.mart.checked)} store(s) read"
+        if self.mart.unchecked:
+            busy = ", ".join(f"{s} ({why})" for s, why in sorted(self.mart.unchecked.items()))
+            note += f"; not checked, the ledger's word kept: {busy}"
+        return note
 
 
 @dataclass
@@ -92,6 +107,17 @@ class PartitionResult:
     started: float | None = None
     duration_s: float | None = None
     message: str | None = None
+    run_days: str | None = None  # the days of the child run that built it
+
+
+@dataclass
+class InFlight:
+    """A child run in flight: ours, or one we adopted."""
+
+    store_id: str
+    days: Batch
+    attempt: int | None
+    started: float | None
 
 
 @dataclass
@@ -100,6 +126,7 @@ class Outcome:
     results: dict[PartitionKey, PartitionResult] = field(default_factory=dict)
     dry_run: bool = False
     summary: str = ""
+    child_runs: int = 0
 
     @property
     def failed(self) -> list[PartitionKey]:
@@ -116,12 +143,13 @@ async def take_snapshot(
     *,
     with_fingerprints: bool = True,
 ) -> Snapshot:
+    taken_at = ledger.utcnow()
     partitions = expand_partitions(resolved)
     store_ids = [s.store_id for s in resolved.stores]
     start, end = resolved.start_date, resolved.end_date
     builds = ledger.read_builds(store_ids, start, end)
     dispatches = ledger.read_latest_dispatches(store_ids, start, end)
-    run_ids = [d.flow_run_id for d in dispatches.values() if d.flow_run_id]
+    run_ids = {d.flow_run_id for d in dispatches.values() if d.flow_run_id}
     dispatch_runs = await with_api_retries(
         lambda: read_flow_runs_by_id(client, run_ids), what="reading dispatched runs"
     )
@@ -134,32 +162,42 @@ async def take_snapshot(
     for run in await with_api_retries(
         lambda: read_active_store_runs(client), what="reading active store runs"
     ):
-        key = run_partition(run)
-        if key in wanted and key not in in_flight:
-            in_flight[key] = str(run.id)
+        found = run_partitions(run)
+        if found is None:
+            continue
+        sid, days = found
+        # days None: a full refresh, which rebuilds the whole store.
+        for key in partitions:
+            if key[0] == sid and (days is None or key[1] in days) and key not in in_flight:
+                in_flight[key] = str(run.id)
 
     current: dict[PartitionKey, str] | None = None
     if with_fingerprints:
         current = {}
         for store in resolved.stores:
-            built_days = [
-                ds
+            built = {
+                ds: builds[(store.store_id, ds)]
                 for ds in resolved.dates_by_store[store.store_id]
                 if (store.store_id, ds) in builds
-            ]
-            if not built_days:
+            }
+            if not built:
                 continue
-            windows = [partition_window(store.timezone, ds) for ds in built_days]
-            for ds, fp in source_fingerprints(store, windows).items():
+            recorded = {ds: Recorded(b.fingerprint, b.source_files) for ds, b in built.items()}
+            windows = partition_windows(store.timezone, built)
+            for ds, fp in fingerprints(store, windows, recorded=recorded).items():
                 current[(store.store_id, ds)] = fp.token
+    mart = read_mart_view(resolved.stores, start, end) if start is not None else MartView()
     states = classify(
         partitions,
         build_status={k: b.status for k, b in builds.items()},
         built_fingerprints={k: b.fingerprint for k, b in builds.items()},
         current_fingerprints=current,
         in_flight=in_flight.keys(),
+        built_counts={k: (b.events, b.sessions) for k, b in builds.items()},
+        mart_counts={k: (r.events, r.sessions) for k, r in mart.rows.items()},
+        mart_checked=mart.checked,
     )
-    return Snapshot(states, builds, dispatches, dispatch_runs, in_flight)
+    return Snapshot(states, builds, dispatches, dispatch_runs, in_flight, mart, taken_at)
 
 
 def flow_run_url(flow_run_id: str | None) -> str:
@@ -189,19 +227,21 @@ class Dispatcher:
         self.logger = logger
         self.orchestrator_run_id = orchestrator_run_id
         self.child_timeout_seconds = child_timeout_seconds
-        self.scheduler = LaneScheduler(build_lanes(selected, resolved.order), resolved.max_parallel)
+        self.scheduler = LaneScheduler(
+            build_lanes(selected, resolved.order, resolved.days_per_run), resolved.max_parallel
+        )
         self.retry_states = POLICY_STATES[resolved.reprocess]
-        self.in_flight: dict[PartitionKey, PartitionResult] = {}
+        self.in_flight: dict[str, InFlight] = {}  # flow run id -> its run
         self.results: dict[PartitionKey, PartitionResult] = {}
         self.attempts_used: dict[PartitionKey, int] = {}
         self.latest_attempt: dict[PartitionKey, int] = {
             k: d.attempt for k, d in snapshot.dispatches.items()
         }
-        self.planned = list(selected) + [
-            k for k in snapshot.in_flight_runs if k not in set(selected)
-        ]
+        chosen = set(selected)
+        self.planned = list(selected) + [k for k in snapshot.in_flight_runs if k not in chosen]
         self.progress_id: UUID | None = None
         self.max_in_flight_seen = 0
+        self.child_runs = 0
 
     # -- progress -------------------------------------------------------------------------
     @property
@@ -212,9 +252,10 @@ class Dispatcher:
         total = max(len(self.planned), 1)
         pct = round(100.0 * self.finished / total, 1)
         failed = sum(1 for r in self.results.values() if r.state != "completed")
+        flying = sum(len(f.days) for f in self.in_flight.values())
         desc = (
             f"{self.finished}/{len(self.planned)} partitions finished, {failed} failed, "
-            f"{len(self.in_flight)} in flight"
+            f"{flying} in flight in {len(self.in_flight)} run(s)"
         )
         try:
             if self.progress_id is None:
@@ -226,19 +267,22 @@ class Dispatcher:
 
     # -- dispatch -------------------------------------------------------------------------
     def _adopt_in_flight(self) -> None:
+        runs: dict[str, list[PartitionKey]] = {}
         for key, run_id in self.snapshot.in_flight_runs.items():
-            sid, ds = key
-            self.scheduler.occupy(sid, ds)
-            self.in_flight[key] = PartitionResult(
-                state="in_flight",
-                attempt=self.latest_attempt.get(key),
-                flow_run_id=run_id,
-                started=time.monotonic(),
+            runs.setdefault(run_id, []).append(key)
+        for run_id, keys in runs.items():
+            sid = keys[0][0]
+            days = tuple(sorted(k[1] for k in keys))
+            self.scheduler.occupy(sid, run_id)
+            self.in_flight[run_id] = InFlight(
+                sid,
+                days,
+                max((self.latest_attempt.get(k) or 0) for k in keys) or None,
+                time.monotonic(),
             )
-            self.logger.info("adopting in-flight run %s for %s %s", run_id, sid, ds)
+            self.logger.info("adopting in-flight run %s for %s %s", run_id, sid, batch_label(days))
 
-    async def _submit(self, key: PartitionKey) -> None:
-        sid, ds = key
+    def _attempt_for(self, key: PartitionKey) -> int:
         latest = self.latest_attempt.get(key)
         known_run = None
         disp = self.snapshot.dispatches.get(key)
@@ -246,137 +290,153 @@ class Dispatcher:
             known_run = self.snapshot.dispatch_runs.get(str(disp.flow_run_id))
         # A dispatch made by this run always has a run; one from the ledger may not (the
         # previous orchestrator died between writing the ledger and creating the run).
-        attempt = next_attempt(latest, key in self.attempts_used or known_run is not None)
-        key_str = idempotency_key(sid, ds, attempt)
-        dispatch = ledger.DispatchRecord(
-            store_id=sid,
-            ds=ds,
-            attempt=attempt,
-            idempotency_key=key_str,
-            flow_run_id=None,
-            orchestrator_run_id=self.orchestrator_run_id,
-            submitted_at=ledger.utcnow(),
-        )
-        ledger.record_dispatch(dispatch)
+        return next_attempt(latest, key in self.attempts_used or known_run is not None)
+
+    async def _submit(self, sid: str, batch: Batch) -> None:
+        keys = [(sid, ds) for ds in batch]
+        attempt = max(self._attempt_for(k) for k in keys)
+        key_str = idempotency_key(sid, batch, attempt)
+        records = [
+            ledger.DispatchRecord(
+                store_id=sid,
+                ds=ds,
+                attempt=attempt,
+                idempotency_key=key_str,
+                flow_run_id=None,
+                orchestrator_run_id=self.orchestrator_run_id,
+                submitted_at=ledger.utcnow(),
+                planned_at=self.snapshot.taken_at,
+            )
+            for ds in batch
+        ]
+        ledger.record_dispatches(records)
         run = await with_api_retries(
             lambda: run_deployment(
                 name=f"{DBT_FLOW_NAME}/{sid}",
-                parameters={"store_id": sid, "ds": ds.isoformat()},
+                parameters=child_parameters(sid, batch),
                 timeout=0,
                 as_subflow=True,
                 idempotency_key=key_str,
-                flow_run_name=child_run_name(sid, ds, attempt),
-                tags=child_tags(sid, ds),
+                flow_run_name=child_run_name(sid, batch, attempt),
+                tags=child_tags(sid, batch),
             ),
-            what=f"creating the run for {sid} {ds}",
+            what=f"creating the run for {sid} {batch_label(batch)}",
             logger=self.logger,
         )
-        ledger.record_dispatch(replace(dispatch, flow_run_id=str(run.id)))
-        self.latest_attempt[key] = attempt
-        self.attempts_used[key] = self.attempts_used.get(key, 0) + 1
-        self.in_flight[key] = PartitionResult(
-            state="in_flight", attempt=attempt, flow_run_id=str(run.id), started=time.monotonic()
-        )
+        ledger.record_dispatches([replace(r, flow_run_id=str(run.id)) for r in records])
+        run_id = str(run.id)
+        for k in keys:
+            self.latest_attempt[k] = attempt
+            self.attempts_used[k] = self.attempts_used.get(k, 0) + 1
+        self.scheduler.occupy(sid, run_id)
+        self.in_flight[run_id] = InFlight(sid, batch, attempt, time.monotonic())
+        self.child_runs += 1
         self.max_in_flight_seen = max(self.max_in_flight_seen, len(self.in_flight))
-        self.logger.info("dispatched %s %s attempt %s -> %s", sid, ds, attempt, run.name)
+        self.logger.info(
+            "dispatched %s %s attempt %s -> %s", sid, batch_label(batch), attempt, run.name
+        )
 
-    async def _finish(self, key: PartitionKey, run: FlowRun) -> None:
-        sid, ds = key
-        res = self.in_flight.pop(key)
-        self.scheduler.release(sid)
-        state = run.state
-        res.duration_s = (
+    async def _submit_ready(self) -> None:
+        for sid, batch in self.scheduler.next_batch():
+            await self._submit(sid, batch)
+
+    async def _finish(self, run_id: str, run: FlowRun) -> None:
+        flying = self.in_flight.pop(run_id)
+        sid, days = flying.store_id, flying.days
+        self.scheduler.release(sid, run_id)
+        duration = (
             (run.end_time - run.start_time).total_seconds()
             if run.end_time and run.start_time
             else None
         )
-        if run.state_type == StateType.COMPLETED:
-            res.state = "completed"
-            self.results[key] = res
-            self.logger.info("%s %s completed (attempt %s)", sid, ds, res.attempt)
-        else:
-            res.state = "failed"
-            res.message = (
-                f"{state.name if state else run.state_type}: {state.message if state else ''}"
-            )
-            used = self.attempts_used.get(key, 0)
-            retryable = PartitionState.FAILED in self.retry_states or used > 0
-            if used < self.resolved.max_attempts and retryable:
-                self.logger.warning(
-                    "%s %s attempt %s ended %s; retrying (%s of %s attempts used)",
-                    sid,
-                    ds,
-                    res.attempt,
-                    res.message,
-                    used,
-                    self.resolved.max_attempts,
-                )
-                self.scheduler.retry(sid, ds)
-                return
-            self.results[key] = res
-            self.logger.error(
-                "%s %s failed after attempt %s: %s", sid, ds, res.attempt, res.message
+        label = batch_label(days)
+
+        def result(state: str, message: str | None = None) -> PartitionResult:
+            return PartitionResult(
+                state=state,
+                attempt=flying.attempt,
+                flow_run_id=run_id,
+                duration_s=duration,
+                message=message,
+                run_days=label,
             )
 
-    async def _cancel_child(self, key: PartitionKey, res: PartitionResult, why: str) -> None:
-        try:
-            await self.client.set_flow_run_state(
-                UUID(res.flow_run_id), Cancelling(message=why), force=True
+        if run.state_type == StateType.COMPLETED:
+            for ds in days:
+                self.results[(sid, ds)] = result("completed")
+            self.logger.info("%s %s completed (attempt %s)", sid, label, flying.attempt)
+            return
+        state = run.state
+        message = f"{state.name if state else run.state_type}: {state.message if state else ''}"
+        used = max(self.attempts_used.get((sid, ds), 0) for ds in days)
+        retryable = PartitionState.FAILED in self.retry_states or used > 0
+        if used < self.resolved.max_attempts and retryable:
+            self.logger.warning(
+                "%s %s attempt %s ended %s; retrying%s (%s of %s attempts used)",
+                sid,
+                label,
+                flying.attempt,
+                message,
+                " each day on its own" if len(days) > 1 else "",
+                used,
+                self.resolved.max_attempts,
             )
+            self.scheduler.retry(sid, days, self.resolved.order)
+            return
+        for ds in days:
+            self.results[(sid, ds)] = result("failed", message)
+        self.logger.error("%s %s failed after attempt %s: %s", sid, label, flying.attempt, message)
+
+    async def _cancel_child(self, run_id: str, why: str) -> None:
+        try:
+            await self.client.set_flow_run_state(UUID(run_id), Cancelling(message=why), force=True)
         except Exception as exc:
-            self.logger.warning("could not cancel %s: %s", res.flow_run_id, exc)
+            self.logger.warning("could not cancel %s: %s", run_id, exc)
 
     async def run(self) -> dict[PartitionKey, PartitionResult]:
         self._adopt_in_flight()
         await self._progress()
         try:
             while not self.scheduler.done:
-                for key in self.scheduler.next_batch():
-                    await self._submit(key)
+                await self._submit_ready()
                 await asyncio.sleep(poll_seconds())
                 if not self.in_flight:
                     continue
-                ids = [r.flow_run_id for r in self.in_flight.values()]
+                ids = list(self.in_flight)
                 runs = await with_api_retries(
                     lambda ids=ids: read_flow_runs_by_id(self.client, ids),
                     what="polling child runs",
                     logger=self.logger,
                 )
                 finished = 0
-                for key, res in list(self.in_flight.items()):
-                    run = runs.get(str(res.flow_run_id))
+                for run_id, flying in list(self.in_flight.items()):
+                    run = runs.get(run_id)
                     if run is not None and run.state_type in TERMINAL:
-                        await self._finish(key, run)
+                        await self._finish(run_id, run)
                         finished += 1
                     elif (
-                        res.started is not None
-                        and time.monotonic() - res.started > self.child_timeout_seconds
+                        flying.started is not None
+                        and time.monotonic() - flying.started > self.child_timeout_seconds
                     ):
                         self.logger.error(
                             "%s %s exceeded %ss; cancelling its run",
-                            key[0],
-                            key[1],
+                            flying.store_id,
+                            batch_label(flying.days),
                             self.child_timeout_seconds,
                         )
-                        await self._cancel_child(key, res, "backfill child timeout")
-                        res.started = None  # cancel once; its terminal state ends it
+                        await self._cancel_child(run_id, "backfill child timeout")
+                        flying.started = None  # cancel once; its terminal state ends it
                 if finished:
                     # Refill the freed lanes first; the progress artifact can wait a moment.
-                    for key in self.scheduler.next_batch():
-                        await self._submit(key)
+                    await self._submit_ready()
                     await self._progress()
         except BaseException:
             # Parent cancelled or crashed: stop what we started, dispatch nothing more.
-            for key, res in list(self.in_flight.items()):
-                await self._cancel_child(key, res, "backfill orchestrator stopped")
+            for run_id in list(self.in_flight):
+                await self._cancel_child(run_id, "backfill orchestrator stopped")
             raise
         await self._progress()
         return self.results
-
-
-def request_from_params(**params) -> BackfillRequest:
-    stores = tuple(params.pop("stores", None) or ())
-    return BackfillRequest(stores=stores, **params)
 
 
 async def plan(
@@ -420,13 +480,26 @@ def display_states(
     return states
 
 
+def planned_runs(
+    resolved: ResolvedRequest, selected: list[PartitionKey]
+) -> dict[PartitionKey, str]:
+    """The child run (its days) each selected partition goes into, as planned."""
+    out = {}
+    for sid, batches in build_lanes(selected, resolved.order, resolved.days_per_run).items():
+        for batch in batches:
+            for ds in batch:
+                out[(sid, ds)] = batch_label(batch)
+    return out
+
+
 def partition_table(
+    resolved: ResolvedRequest,
     snapshot: Snapshot,
     selected: list[PartitionKey],
     results: Mapping[PartitionKey, PartitionResult],
     dry_run: bool,
 ) -> list[dict]:
-    chosen = set(selected)
+    chosen = planned_runs(resolved, selected)
     rows = []
     for key in sorted(snapshot.states):
         sid, ds = key
@@ -436,18 +509,26 @@ def partition_table(
             state, attempt, run_id = res.state, res.attempt, res.flow_run_id
             duration = round(res.duration_s, 1) if res.duration_s is not None else None
             note = res.message or ""
+            run_days = res.run_days
         else:
             state = str(snapshot.states[key])
             attempt = None
-            run_id = build.flow_run_id if build else snapshot.in_flight_runs.get(key)
+            run_id = snapshot.in_flight_runs.get(key) or (build.flow_run_id if build else None)
             duration = None
-            note = ("would run" if dry_run else "not run") if key in chosen else "skipped by policy"
+            if key in chosen:
+                note = "would run" if dry_run else "not run"
+            elif key in snapshot.in_flight_runs:
+                note = "in flight in another run"
+            else:
+                note = "skipped by policy"
+            run_days = chosen.get(key)
         rows.append(
             {
                 "store_id": sid,
                 "ds": ds.isoformat(),
                 "state": state,
                 "attempt": attempt,
+                "run_days": run_days,
                 "duration_s": duration,
                 "run": flow_run_url(run_id),
                 "note": note,
@@ -466,15 +547,20 @@ async def publish_artifacts(
     title: str,
 ) -> str:
     states = display_states(snapshot, selected, results, dry_run)
-    md = grid.render_markdown(states, title=title, stores=[s.store_id for s in resolved.stores])
+    md = grid.render_markdown(
+        states,
+        title=title,
+        stores=[s.store_id for s in resolved.stores],
+        note=snapshot.warehouse_note(),
+    )
     prefix = "catch-up" if resolved.mode == "catch_up" else "backfill"
     await acreate_markdown_artifact(
         markdown=md, key=f"{prefix}-grid", description=f"{title}: status grid"
     )
     await acreate_table_artifact(
-        table=partition_table(snapshot, selected, results, dry_run),
+        table=partition_table(resolved, snapshot, selected, results, dry_run),
         key=f"{prefix}-partitions",
-        description=f"{title}: every partition's state, attempt, duration and run",
+        description=f"{title}: every partition's state, attempt, child run days, duration and run",
     )
     return md
 
@@ -536,11 +622,15 @@ async def run_backfill(
             if resolved.mode == "catch_up"
             else f"Backfill {resolved.start_date} .. {resolved.end_date}"
         )
+        runs = sum(
+            len(b) for b in build_lanes(selected, resolved.order, resolved.days_per_run).values()
+        )
         planned_msg = (
             f"{title}: {len(resolved.stores)} stores, {resolved.partition_count} partitions, "
-            f"{len(selected)} to run under policy '{resolved.reprocess}', "
+            f"{len(selected)} to run under policy '{resolved.reprocess}' in {runs} child "
+            f"run(s) of up to {resolved.days_per_run} day(s), "
             f"{len(snapshot.in_flight_runs)} already in flight, max_parallel "
-            f"{resolved.max_parallel}"
+            f"{resolved.max_parallel}; {snapshot.warehouse_note()}"
         )
         logger.info(planned_msg)
         await publish_artifacts(
@@ -581,7 +671,10 @@ async def run_backfill(
                 logger=logger,
             )
             outcome.planned = dispatcher.planned
-            outcome.results = await dispatcher.run()
+            try:
+                outcome.results = await dispatcher.run()
+            finally:
+                outcome.child_runs = dispatcher.child_runs
         finally:
             if paused:
                 await resume_schedules(client, paused, logger)
@@ -589,9 +682,25 @@ async def run_backfill(
             resolved, snapshot, selected, outcome.results, dry_run=False, title=title
         )
         done = sum(1 for r in outcome.results.values() if r.state == "completed")
-        outcome.summary = f"{title}: {done}/{len(outcome.planned)} partitions completed"
+        outcome.summary = (
+            f"{title}: {done}/{len(outcome.planned)} partitions completed "
+            f"({outcome.child_runs} child run(s) created)"
+        )
         if outcome.failed:
             names = ", ".join(f"{s} {d}" for s, d in outcome.failed[:50])
             more = f" (+{len(outcome.failed) - 50} more)" if len(outcome.failed) > 50 else ""
             outcome.summary += f"; {len(outcome.failed)} failed: {names}{more}"
         return outcome
+
+
+async def orchestrate(request: BackfillRequest, **kwargs) -> State:
+    """The orchestrator flows' body: run the backfill, end the run with what happened.
+
+    Completed only if every planned partition completed; otherwise Failed with a message that
+    names the failed partitions (bad input: every problem, before anything was created)."""
+    try:
+        outcome = await run_backfill(request, **kwargs)
+    except BackfillInputError as exc:
+        return Failed(message=str(exc))
+    get_run_logger().info(outcome.summary)
+    return Completed(message=outcome.summary) if outcome.ok else Failed(message=outcome.summary)

@@ -8,7 +8,7 @@ all go through here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -22,6 +22,8 @@ Order = Literal["oldest_first", "newest_first"]
 REPROCESS_POLICIES: tuple[str, ...] = ("missing", "failed", "stale", "all")
 ORDERS: tuple[str, ...] = ("oldest_first", "newest_first")
 DEFAULT_MAX_PARTITIONS = 20_000
+# A child run builds at most this many consecutive days (clickstream.store_run agrees).
+MAX_DAYS_PER_RUN = 31
 
 
 class PartitionState(StrEnum):
@@ -48,6 +50,8 @@ POLICY_STATES: dict[str, frozenset[PartitionState]] = {
 }
 
 PartitionKey = tuple[str, date]
+# The days one child run builds: consecutive store-local dates, oldest first.
+Batch = tuple[date, ...]
 
 
 class BackfillInputError(ValueError):
@@ -76,6 +80,7 @@ class BackfillRequest:
     lookback_days: int = 7
     allow_large_backfill: bool = False
     max_partitions: int = DEFAULT_MAX_PARTITIONS
+    days_per_run: int = 1
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class ResolvedRequest:
     max_parallel: int
     max_attempts: int
     mode: str
+    days_per_run: int = 1
 
     @property
     def partition_count(self) -> int:
@@ -128,6 +134,10 @@ def resolve_request(
         problems.append(f"order must be one of {', '.join(ORDERS)}, got {request.order!r}")
     if request.max_attempts < 1:
         problems.append(f"max_attempts must be at least 1, got {request.max_attempts}")
+    if not 1 <= request.days_per_run <= MAX_DAYS_PER_RUN:
+        problems.append(
+            f"days_per_run must be between 1 and {MAX_DAYS_PER_RUN}, got {request.days_per_run}"
+        )
     max_parallel = request.max_parallel
     if not check_limit:
         global_limit = max(global_limit or 0, max_parallel or 1, 1)
@@ -222,6 +232,7 @@ def resolve_request(
         max_parallel=max_parallel,
         max_attempts=request.max_attempts,
         mode=request.mode,
+        days_per_run=request.days_per_run,
     )
 
 
@@ -242,30 +253,45 @@ def classify(
     built_fingerprints: Mapping[PartitionKey, str | None],
     current_fingerprints: Mapping[PartitionKey, str] | None,
     in_flight: Iterable[PartitionKey],
+    built_counts: Mapping[PartitionKey, tuple[int | None, int | None]] | None = None,
+    mart_counts: Mapping[PartitionKey, tuple[int, int]] | None = None,
+    mart_checked: Iterable[str] = (),
 ) -> dict[PartitionKey, PartitionState]:
-    """State of each partition. In flight wins; then the ledger; then the fingerprint.
+    """State of each partition. In flight wins; then the ledger, checked against the mart;
+    then the fingerprint.
 
-    ``current_fingerprints`` may be None (not computed): then nothing is called stale.
+    - ``current_fingerprints`` None: not computed, nothing is called stale by fingerprint.
+    - ``mart_counts``: (events, sessions) of the mart rows found for the stores in
+      ``mart_checked``. A build the ledger calls completed whose row is gone is **missing**;
+      one whose row no longer holds the counts the build recorded is **stale**. Stores not
+      in ``mart_checked`` (busy or unreadable) keep the ledger's word.
     """
     flying = set(in_flight)
+    checked = set(mart_checked)
+    mart = mart_counts or {}
+    counts = built_counts or {}
     out: dict[PartitionKey, PartitionState] = {}
     for key in partitions:
-        if key in flying:
-            out[key] = PartitionState.IN_FLIGHT
-            continue
         status = build_status.get(key)
-        if status is None:
-            out[key] = PartitionState.MISSING
+        row_checked = key[0] in checked
+        if key in flying:
+            state = PartitionState.IN_FLIGHT
+        elif status is None:
+            state = PartitionState.MISSING
         elif status != "completed":
-            out[key] = PartitionState.FAILED
-        elif (
-            current_fingerprints is not None
-            and key in current_fingerprints
-            and built_fingerprints.get(key) != current_fingerprints[key]
-        ):
-            out[key] = PartitionState.STALE
+            state = PartitionState.FAILED
+        elif row_checked and key not in mart:
+            state = PartitionState.MISSING  # the ledger says built, the row is gone
         else:
-            out[key] = PartitionState.COMPLETED
+            row_changed = row_checked and counts.get(key) != mart[key]
+            source_changed = (
+                current_fingerprints is not None
+                and key in current_fingerprints
+                and built_fingerprints.get(key) != current_fingerprints[key]
+            )
+            stale = row_changed or source_changed
+            state = PartitionState.STALE if stale else PartitionState.COMPLETED
+        out[key] = state
     return out
 
 
@@ -277,71 +303,120 @@ def select_partitions(
     return [key for key, state in states.items() if state in wanted]
 
 
-def build_lanes(selected: Iterable[PartitionKey], order: str) -> dict[str, list[date]]:
-    """One lane per store: its dates in the requested order."""
-    lanes: dict[str, list[date]] = {}
-    for sid, ds in selected:
-        lanes.setdefault(sid, []).append(ds)
+def group_runs(days: Iterable[date], order: str, days_per_run: int) -> list[Batch]:
+    """Split one store's dates into child runs of at most ``days_per_run`` consecutive days.
+
+    A gap in the dates starts a new run. Runs come in the requested order (newest_first:
+    the newest run first, grouped from the newest date down); each run lists its days
+    oldest first, as dbt builds them.
+    """
+    if days_per_run < 1:
+        raise ValueError("days_per_run must be at least 1")
     reverse = order == "newest_first"
-    return {sid: sorted(days, reverse=reverse) for sid, days in sorted(lanes.items())}
+    step = -1 if reverse else 1
+    runs: list[list[date]] = []
+    for ds in sorted(set(days), reverse=reverse):
+        current = runs[-1] if runs else None
+        if current is not None and len(current) < days_per_run and (ds - current[-1]).days == step:
+            current.append(ds)
+        else:
+            runs.append([ds])
+    return [tuple(sorted(r)) for r in runs]
+
+
+def build_lanes(
+    selected: Iterable[PartitionKey], order: str, days_per_run: int = 1
+) -> dict[str, list[Batch]]:
+    """One lane per store: its child runs (batches of days) in the requested order."""
+    by_store: dict[str, list[date]] = {}
+    for sid, ds in selected:
+        by_store.setdefault(sid, []).append(ds)
+    return {sid: group_runs(days, order, days_per_run) for sid, days in sorted(by_store.items())}
 
 
 @dataclass
 class LaneScheduler:
-    """Keeps at most one partition in flight per store and ``max_parallel`` overall.
+    """Keeps at most one child run in flight per store and ``max_parallel`` overall.
 
-    When a slot frees, the idle lane with the most work left goes next (longest-queue-first),
-    which keeps the longest lane from finishing last on its own.
+    When a place frees, the idle lane with the most work left goes next (longest-queue-first),
+    which keeps the longest lane from finishing last on its own. A lane counts as busy while
+    any run of its store is in flight, including runs it adopted (several may exist when
+    others triggered runs of the store).
     """
 
-    lanes: dict[str, list[date]]
+    lanes: dict[str, list[Batch]]
     max_parallel: int
-    busy: dict[str, date] = field(default_factory=dict)
+    busy: dict[str, set[str]] = field(default_factory=dict)  # store -> in-flight run tokens
 
     def __post_init__(self) -> None:
-        self.lanes = {sid: list(days) for sid, days in self.lanes.items() if days}
+        self.lanes = {sid: list(runs) for sid, runs in self.lanes.items() if runs}
 
-    def occupy(self, store_id: str, ds: date) -> None:
-        """Mark a lane busy with a run we did not submit (adopted in-flight run)."""
-        self.busy[store_id] = ds
+    @property
+    def in_flight(self) -> int:
+        return sum(len(tokens) for tokens in self.busy.values())
 
-    def next_batch(self) -> list[PartitionKey]:
-        free = self.max_parallel - len(self.busy)
+    def occupy(self, store_id: str, token: str) -> None:
+        """Mark a run of the store in flight (one we adopted, or one we just submitted)."""
+        self.busy.setdefault(store_id, set()).add(token)
+
+    def next_batch(self) -> list[tuple[str, Batch]]:
+        """The child runs to submit now; the caller must ``occupy`` each with its token."""
+        free = self.max_parallel - self.in_flight
         if free <= 0:
             return []
-        idle = [sid for sid, days in self.lanes.items() if days and sid not in self.busy]
-        idle.sort(key=lambda sid: (-len(self.lanes[sid]), sid))
-        batch: list[PartitionKey] = []
-        for sid in idle[:free]:
-            ds = self.lanes[sid].pop(0)
-            self.busy[sid] = ds
-            batch.append((sid, ds))
-        return batch
+        idle = [sid for sid, runs in self.lanes.items() if runs and not self.busy.get(sid)]
+        idle.sort(key=lambda sid: (-sum(len(b) for b in self.lanes[sid]), sid))
+        return [(sid, self.lanes[sid].pop(0)) for sid in idle[:free]]
 
-    def release(self, store_id: str) -> None:
-        self.busy.pop(store_id, None)
+    def release(self, store_id: str, token: str) -> None:
+        tokens = self.busy.get(store_id)
+        if tokens is not None:
+            tokens.discard(token)
+            if not tokens:
+                del self.busy[store_id]
 
-    def retry(self, store_id: str, ds: date) -> None:
-        """Put a failed partition back at the head of its lane."""
-        self.lanes.setdefault(store_id, []).insert(0, ds)
+    def retry(self, store_id: str, batch: Batch, order: str) -> None:
+        """Put a failed run's days back at the head of its lane, one run per day, so that one
+        bad day cannot hold back the others of its batch."""
+        singles = [(d,) for d in sorted(batch, reverse=order == "newest_first")]
+        self.lanes.setdefault(store_id, [])[:0] = singles
 
     @property
     def done(self) -> bool:
         return not self.busy and not any(self.lanes.values())
 
 
-def idempotency_key(store_id: str, ds: date, attempt: int) -> str:
+def batch_label(batch: Sequence[date]) -> str:
+    """``2026-10-01`` or ``2026-10-01..2026-10-07``."""
+    first, last = min(batch), max(batch)
+    return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+
+def idempotency_key(store_id: str, batch: Sequence[date] | date, attempt: int) -> str:
     """Unique per (flow, key) in Prefect; all store deployments share one flow, so the key
-    carries the store. The attempt makes a retry of a failed partition a new run."""
-    return f"clickstream:{store_id}:{ds.isoformat()}:attempt-{attempt}"
+    carries the store. The days are part of it: a run of 2026-10-01..07 and a run of 10-03
+    are different runs. The attempt makes a retry a new run."""
+    days = (batch,) if isinstance(batch, date) else tuple(batch)
+    return f"clickstream:{store_id}:{batch_label(days)}:attempt-{attempt}"
 
 
-def child_run_name(store_id: str, ds: date, attempt: int) -> str:
-    return f"backfill-{store_id}-{ds.isoformat()}-a{attempt}"
+def child_run_name(store_id: str, batch: Sequence[date] | date, attempt: int) -> str:
+    days = (batch,) if isinstance(batch, date) else tuple(batch)
+    return f"backfill-{store_id}-{batch_label(days)}-a{attempt}"
 
 
-def child_tags(store_id: str, ds: date) -> list[str]:
-    return ["backfill", store_id, f"ds:{ds.isoformat()}"]
+def child_tags(store_id: str, batch: Sequence[date] | date) -> list[str]:
+    days = (batch,) if isinstance(batch, date) else tuple(batch)
+    return ["backfill", store_id, f"ds:{batch_label(days)}"]
+
+
+def child_parameters(store_id: str, batch: Sequence[date]) -> dict:
+    """Parameters of the store deployment's run for a batch (lean dbt mode: no per-node tasks)."""
+    first, last = min(batch), max(batch)
+    params = {"store_id": store_id, "ds": first.isoformat(), "dbt_mode": "lean"}
+    if last != first:
+        params["ds_end"] = last.isoformat()
+    return params
 
 
 def next_attempt(latest_attempt: int | None, latest_run_exists: bool) -> int:
@@ -352,6 +427,8 @@ def next_attempt(latest_attempt: int | None, latest_run_exists: bool) -> int:
       ledger and creating the run) -> the same attempt, hence the same key: run_deployment
       creates the run or returns the one that exists
     - last dispatch's run ended -> the next attempt (a new key, so a new run)
+
+    A run of several days takes the highest attempt any of its days needs.
     """
     if latest_attempt is None:
         return 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import date
+from datetime import date, timedelta
 from typing import TypeVar
 from uuid import UUID
 
@@ -184,16 +184,26 @@ async def read_active_store_runs(client: PrefectClient) -> list[FlowRun]:
     )
 
 
-def run_partition(run: FlowRun) -> tuple[str, date] | None:
-    """(store_id, ds) a store run works on, when it names its ds explicitly."""
+def run_partitions(run: FlowRun) -> tuple[str, list[date] | None] | None:
+    """(store_id, days) a store run works on: its ``ds`` .. ``ds_end``; days None for a full
+    refresh (it rebuilds every day of the store). None when the run names no ``ds`` (a
+    scheduled run of "today": the orchestrator never plans today's partial day)."""
     params = run.parameters or {}
-    sid, ds = params.get("store_id"), params.get("ds")
-    if not sid or not ds:
+    sid, ds, ds_end = params.get("store_id"), params.get("ds"), params.get("ds_end")
+    if not sid:
+        return None
+    if params.get("full_refresh"):
+        return sid, None
+    if not ds:
         return None
     try:
-        return sid, date.fromisoformat(str(ds))
+        first = date.fromisoformat(str(ds))
+        last = date.fromisoformat(str(ds_end)) if ds_end else first
     except ValueError:
         return None
+    if last < first:
+        return None
+    return sid, [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 async def store_deployment_ids(client: PrefectClient, names: Iterable[str]) -> dict[str, UUID]:

@@ -1,0 +1,57 @@
+"""The nightly catch-up flow (deployment ``nightly-catch-up`` in prefect.yaml, on a cron).
+
+The same orchestrator as the backfill (clickstream.orchestrator), over the last
+``lookback_days`` complete local days of every selected store, with the ``stale`` policy:
+whatever is missing, failed or built before its source changed gets built.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from clickstream.deployments import CATCH_UP_FLOW_NAME
+from clickstream.orchestrator import orchestrate
+from clickstream.planning import BackfillRequest
+from clickstream.registry import load_registry
+
+StoreId = Literal[tuple(load_registry().ids)]  # type: ignore[valid-type]
+
+
+@flow(name=CATCH_UP_FLOW_NAME, log_prints=True)
+async def clickstream_catch_up(
+    lookback_days: int = 7,
+    stores: list[StoreId] | None = None,
+    days_per_run: int = 1,
+    max_parallel: int | None = None,
+    max_attempts: int = 2,
+    dry_run: bool = False,
+    child_timeout_minutes: int = 60,
+):
+    """Build every missing, failed or stale partition of the last complete local days.
+
+    Args:
+        lookback_days: Complete store-local days to look back over (yesterday and before).
+        stores: Stores to catch up. Empty = every active store.
+        days_per_run: Consecutive days of one store that one child run builds (1-31).
+        max_parallel: Child runs in flight at once (empty = 2 x the dbt-global limit).
+        max_attempts: Tries per partition before it counts as failed.
+        dry_run: Plan and publish the status grid, submit nothing.
+        child_timeout_minutes: A child run in flight longer than this is cancelled and retried.
+    """
+    request = BackfillRequest(
+        stores=tuple(stores or ()),
+        mode="catch_up",
+        lookback_days=lookback_days,
+        days_per_run=days_per_run,
+        max_parallel=max_parallel,
+        max_attempts=max_attempts,
+    )
+    return await orchestrate(
+        request,
+        dry_run=dry_run,
+        child_timeout_seconds=child_timeout_minutes * 60,
+        orchestrator_run_id=str(flow_run.get_id() or ""),
+    )
