@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from datetime import date
 from uuid import UUID
 
@@ -51,40 +50,3 @@ def test_deployment_runs_from_cli_and_enqueues(e2e):
         assert rec.events > 0 and rec.sessions > 0
         assert rec.fingerprint and rec.source_event_count >= rec.events
         assert str(rec.flow_run_id) in {str(i) for i in ids}
-
-
-def _run_flow_directly(e2e, store_id: str, ds: str):
-    """Call the flow function (no deployment, no worker) in a fresh Python process against the
-    stack's server: in-process, pytest's captured streams would break Prefect's log handlers."""
-    code = (
-        "import sys; from datetime import date; sys.path.insert(0, '.');"
-        "from flows.clickstream_dbt import clickstream_dbt_run;"
-        f"print(clickstream_dbt_run(store_id='{store_id}', ds=date.fromisoformat('{ds}')))"
-    )
-    return e2e.run(sys.executable, "-c", code, timeout=600)
-
-
-def test_flow_run_directly_writes_ledger_and_is_strict_about_the_limit(e2e, monkeypatch):
-    """Against the real server: completes with dbt-global; fails loudly without it."""
-    from clickstream import ledger
-
-    monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(e2e.cfg.state_dir))
-    ok = _run_flow_directly(e2e, "in-mumbai", "2026-10-03")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "'mart_rows': 1" in ok.stdout
-    assert ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 3))].status == (
-        "completed"
-    )
-
-    async def drop(client):
-        await client.delete_global_concurrency_limit_by_name("dbt-global")
-
-    e2e.api(drop)
-    try:
-        bad = _run_flow_directly(e2e, "in-mumbai", "2026-10-04")
-        assert bad.returncode != 0
-        assert "dbt-global" in bad.stdout + bad.stderr
-        rec = ledger.read_builds(["in-mumbai"])[("in-mumbai", date(2026, 10, 4))]
-        assert rec.status == "failed" and "dbt-global" in rec.error
-    finally:
-        e2e.cli("bootstrap", "--dbt-global-limit", "2", check=True)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Float,
     Integer,
     MetaData,
     String,
@@ -70,6 +71,9 @@ partition_builds = Table(
     # Inside the dbt-global slot: when dbt itself ran (limits and benchmarks use these).
     Column("work_started_at", DateTime),
     Column("work_ended_at", DateTime),
+    # dbt's own node execution time of the invocation that built it, shared equally among the
+    # days of that invocation (benchmarks: the time dbt really worked).
+    Column("dbt_node_seconds", Float),
     Column("built_at", DateTime, nullable=False),
     Column("error", Text),
 )
@@ -115,6 +119,7 @@ class BuildRecord:
     started_at: datetime | None = None
     work_started_at: datetime | None = None
     work_ended_at: datetime | None = None
+    dbt_node_seconds: float | None = None
     error: str | None = None
     source_files: str | None = None
 

@@ -267,7 +267,9 @@ def _build(
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            invoke_dbt(args, mode=dbt_mode, project_dir=paths.dbt_project_dir(), logger=logger)
+            outcome = invoke_dbt(
+                args, mode=dbt_mode, project_dir=paths.dbt_project_dir(), logger=logger
+            )
             counts = read_partition_counts(store, inv.days)
         finally:
             work["end"] = ledger.utcnow()
@@ -277,7 +279,15 @@ def _build(
                 else:
                     os.environ[k] = v
     _record(
-        store, inv.days, current, run_id, "completed", counts=counts, started=started, work=work
+        store,
+        inv.days,
+        current,
+        run_id,
+        "completed",
+        counts=counts,
+        started=started,
+        work=work,
+        node_seconds=outcome.execution_seconds / len(inv.days),
     )
     for d in inv.days:
         logger.info("%s %s: %s", store.store_id, d, counts[d])
@@ -295,6 +305,7 @@ def _record(
     error: str | None = None,
     started: datetime | None = None,
     work: Mapping[str, datetime] | None = None,
+    node_seconds: float | None = None,
 ) -> None:
     now = ledger.utcnow()
     ledger.record_builds(
@@ -312,6 +323,7 @@ def _record(
             error=error,
             work_started_at=(work or {}).get("start"),
             work_ended_at=(work or {}).get("end"),
+            dbt_node_seconds=node_seconds,
             **((counts or {}).get(d) or {}),
         )
         for d in days
