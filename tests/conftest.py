@@ -49,7 +49,8 @@ def e2e(tmp_path_factory):
 
     handle = start_e2e_stack(tmp_path_factory.mktemp("e2e") / "state")
     try:
-        generate(handle, date(2026, 10, 1), date(2026, 10, 31))
+        generate(handle, date(2026, 3, 1), date(2026, 4, 30))
+        generate(handle, date(2026, 8, 30), date(2026, 11, 3))
         today = date.today()
         generate(handle, today - timedelta(days=6), today + timedelta(days=1))
         yield handle

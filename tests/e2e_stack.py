@@ -143,6 +143,35 @@ async def child_runs(client, since=None):
     return runs
 
 
+def queue_sample(handle: E2EStack) -> tuple[int, int]:
+    """(waiting, in flight) runs of the store flow right now: waiting = Scheduled or Pending
+    (AwaitingConcurrencySlot included), in flight = those plus Running."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    async def go(client):
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["clickstream-dbt-run"])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+                    )
+                )
+            ),
+            limit=200,
+        )
+        return sum(1 for r in runs if r.state_type != StateType.RUNNING), len(runs)
+
+    return handle.api(go)
+
+
 def wait_for(predicate, timeout: float = 300, interval: float = 1.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
 from clickstream.planning import OVERSUBSCRIBE
 from clickstream.scale import drop_database, ensure_database, postgres_reachable
 from clickstream.warehouse import pg_dsn, pg_url
+from tests.e2e_scenarios import Profile, full_refresh_keeps_history, late_data_in_the_lookback
 from tests.e2e_stack import DBT_GLOBAL_LIMIT, child_runs, generate, max_overlap, start_e2e_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -42,7 +43,9 @@ def pg_stack(tmp_path_factory):
             extra_env=env,
             database_url=prefect_url,
         )
-        generate(handle, date(2026, 10, 1), date(2026, 10, 6))
+        generate(handle, date(2026, 10, 1), date(2026, 10, 7))
+        today = date.today()
+        generate(handle, today - timedelta(days=6), today + timedelta(days=1))
         yield handle, env
     finally:
         if handle is not None:
@@ -94,3 +97,15 @@ def test_backfill_on_postgres_within_limits_and_idempotent(pg_stack, monkeypatch
     again = handle.cli("backfill", "--start", str(start), "--end", str(end))
     assert again.returncode == 0 and "Nothing to do" in again.stdout
     assert len([r for r in handle.api(child_runs) if r.parameters.get("ds")]) == 12
+
+
+def test_late_data_in_the_lookback_on_postgres(pg_stack):
+    handle, env = pg_stack
+    late_data_in_the_lookback(Profile(handle, "postgres", env), "in-mumbai")
+
+
+def test_full_refresh_keeps_history_on_postgres(pg_stack):
+    handle, env = pg_stack
+    p = Profile(handle, "postgres", env)
+    p.backfill("us-flagship", date(2026, 10, 2), date(2026, 10, 5), "--reprocess", "stale")
+    full_refresh_keeps_history(p, "us-flagship", extra_day=date(2026, 10, 7))

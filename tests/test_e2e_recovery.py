@@ -175,7 +175,7 @@ def test_nightly_catch_up_overlapping_a_cli_backfill(rec):
     async def fire_nightly(client):
         # What the scheduler does at 03:15 UTC: a run of the orchestrator deployment with
         # the schedule's parameters (the test stack runs with the scheduler off).
-        dep = await client.read_deployment_by_name("clickstream-backfill/backfill-orchestrator")
+        dep = await client.read_deployment_by_name("clickstream-catch-up/nightly-catch-up")
         (schedule,) = dep.schedules
         run = await client.create_flow_run_from_deployment(
             dep.id,
@@ -187,7 +187,7 @@ def test_nightly_catch_up_overlapping_a_cli_backfill(rec):
     out = rec.cli("backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True)
     cli_parent = parent_run_id(out.stdout)
     nightly, params = rec.api(fire_nightly)
-    assert params == {"mode": "catch_up", "lookback_days": 7}
+    assert params == {"lookback_days": 7}
     for run_id in (cli_parent, nightly):
         wait_for(lambda r=run_id: read_run(rec, r).state.is_final(), timeout=600, what="runs")
         assert read_run(rec, run_id).state_type.value == "COMPLETED"

@@ -1,0 +1,184 @@
+"""Several days per child run (days_per_run), end to end on the shared stack.
+
+The first test doubles as the small load run of `make test`: 3 stores x 9 days at one day
+per run, sampled every second while it runs (the 8 x 30 load run is in `make bench`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+
+import pytest
+
+from clickstream.planning import OVERSUBSCRIBE
+from tests.e2e_scenarios import Profile, utcnow
+from tests.e2e_stack import (
+    DBT_GLOBAL_LIMIT,
+    child_runs,
+    max_overlap,
+    parent_run_id,
+    queue_sample,
+    state_of,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+STORES = ("au-sydney", "in-mumbai", "us-flagship")
+DAYS = [date(2026, 9, 1) + timedelta(days=n) for n in range(9)]
+
+
+def run_days(run) -> list[date]:
+    p = run.parameters
+    first = date.fromisoformat(p["ds"])
+    last = date.fromisoformat(p["ds_end"]) if p.get("ds_end") else first
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def runs_since(e2e, since):
+    return [r for r in e2e.api(lambda c: child_runs(c, since)) if r.parameters.get("ds")]
+
+
+def marts(p: Profile, days) -> dict:
+    return {s: p.mart(s, days) for s in STORES}
+
+
+def test_one_day_per_run_holds_the_limits_and_equals_runs_of_four_days(e2e):
+    p = Profile(e2e)
+    first, last = DAYS[0], DAYS[-1]
+
+    # 1. One day per run, sampled while it runs: the small load run.
+    since = utcnow()
+    out = e2e.cli(
+        "backfill", "--start", str(first), "--end", str(last), "--reprocess", "all",
+        "--no-follow", check=True,
+    )  # fmt: skip
+    parent = parent_run_id(out.stdout)
+
+    async def parent_state(client):
+        return (await client.read_flow_run(parent)).state
+
+    max_waiting = max_in_flight = 0
+    deadline = time.monotonic() + 600
+    while not e2e.api(parent_state).is_final():
+        assert time.monotonic() < deadline, "the backfill did not finish in 10 minutes"
+        waiting, in_flight = queue_sample(e2e)
+        max_waiting, max_in_flight = max(max_waiting, waiting), max(max_in_flight, in_flight)
+        time.sleep(1)
+    assert e2e.api(parent_state).type.value == "COMPLETED"
+    singles = runs_since(e2e, since)
+    per_partition = Counter((r.parameters["store_id"], d) for r in singles for d in run_days(r))
+    assert len(singles) == 27 and set(per_partition.values()) == {1}  # every partition once
+    assert {r.state_type.value for r in singles} == {"COMPLETED"}
+    max_parallel = OVERSUBSCRIBE * DBT_GLOBAL_LIMIT
+    by_store = defaultdict(list)
+    for r in singles:
+        by_store[r.parameters["store_id"]].append((r.start_time, r.end_time))
+    assert all(max_overlap(v) == 1 for v in by_store.values())  # one run per store
+    assert max_overlap([(r.start_time, r.end_time) for r in singles]) <= max_parallel
+    assert max_waiting <= max_parallel and max_in_flight <= max_parallel  # a shallow queue
+    from clickstream import ledger
+
+    with state_of(e2e):
+        builds = ledger.read_builds(STORES, first, last)
+    assert len(builds) == 27
+    work = [(b.work_started_at, b.work_ended_at) for b in builds.values()]
+    assert max_overlap(work) <= DBT_GLOBAL_LIMIT  # dbt never above dbt-global
+    one_by_one = marts(p, DAYS)
+
+    # 2. The same partitions again, four days per run: 9 child runs, the same rows.
+    since = utcnow()
+    out = e2e.cli(
+        "backfill", "--start", str(first), "--end", str(last), "--reprocess", "all",
+        "--days-per-run", "4",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "27/27 partitions completed (9 child run(s) created)" in out.stdout
+    batches = runs_since(e2e, since)
+    assert len(batches) == 9
+    assert sorted(len(run_days(r)) for r in batches) == [1, 1, 1, 4, 4, 4, 4, 4, 4]
+    assert all(r.parameters["dbt_mode"] == "lean" for r in batches)
+    assert marts(p, DAYS) == one_by_one  # row by row
+    with state_of(e2e):
+        rebuilt = ledger.read_builds(STORES, first, last)
+    assert len(rebuilt) == 27  # one ledger row per day, not per run
+    for key, b in rebuilt.items():
+        assert b.status == "completed" and b.fingerprint == builds[key].fingerprint
+    assert len({b.flow_run_id for b in rebuilt.values()}) == 9
+
+    # 3. Resubmitting creates nothing.
+    since = utcnow()
+    again = e2e.cli("backfill", "--start", str(first), "--end", str(last), "--days-per-run", "4")
+    assert again.returncode == 0 and "Nothing to do" in again.stdout
+    assert runs_since(e2e, since) == []
+
+
+def test_a_failing_day_fails_its_whole_batch_and_failed_repairs_it(e2e):
+    from clickstream import ledger
+    from clickstream.generate import add_bad_events
+    from clickstream.registry import load_registry
+
+    store, first, last = "us-flagship", date(2026, 9, 24), date(2026, 9, 27)
+    with state_of(e2e):
+        bad = add_bad_events(load_registry().get(store), date(2026, 9, 26))
+    out = e2e.cli(
+        "backfill", "--start", str(first), "--end", str(last), "--stores", store,
+        "--days-per-run", "4", "--max-attempts", "1", "--reprocess", "failed",
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    days = [first + timedelta(days=n) for n in range(4)]
+    assert "4 failed: " + ", ".join(f"{store} {d}" for d in days) in out.stdout + out.stderr
+    with state_of(e2e):
+        builds = ledger.read_builds([store], first, last)
+    assert {b.status for b in builds.values()} == {"failed"} and len(builds) == 4
+    assert all(
+        "accepted_values_stg_clickstream__events_event_type" in b.error for b in builds.values()
+    )
+    bad.unlink()
+    since = utcnow()
+    fixed = e2e.cli(
+        "backfill", "--start", str(first), "--end", str(last), "--stores", store,
+        "--days-per-run", "4", "--reprocess", "failed",
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    (repair,) = runs_since(e2e, since)
+    assert run_days(repair) == days
+    with state_of(e2e):
+        assert {b.status for b in ledger.read_builds([store], first, last).values()} == {
+            "completed"
+        }
+
+
+def test_a_batch_never_builds_a_day_an_in_flight_run_is_building(e2e):
+    from clickstream import ledger
+
+    store, first, last, busy = "in-mumbai", date(2026, 9, 15), date(2026, 9, 20), date(2026, 9, 17)
+    single = e2e.prefect(
+        "deployment", "run", f"clickstream-dbt-run/{store}", "-p", f"ds={busy}", check=True
+    )
+    import re
+    from uuid import UUID
+
+    single_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", single.stdout).group(1))
+    since = utcnow()
+    out = e2e.cli(
+        "backfill", "--start", str(first), "--end", str(last), "--stores", store,
+        "--days-per-run", "4", "--reprocess", "all",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    created = runs_since(e2e, since)
+    built = Counter(d for r in created for d in run_days(r))
+    assert busy not in built  # adopted, not rebuilt
+    assert sorted(built) == [d for d in (first + timedelta(days=n) for n in range(6)) if d != busy]
+    assert sorted(run_days(r)[0] for r in created) == [first, busy + timedelta(days=1)]
+
+    async def single_state(client):
+        return await client.read_flow_run(single_id)
+
+    run = wait_for(lambda: (r := e2e.api(single_state)).state.is_final() and r, timeout=300)
+    assert run.state_type.value == "COMPLETED"
+    with state_of(e2e):
+        rec = ledger.read_builds([store], busy, busy)[(store, busy)]
+    assert rec.flow_run_id == str(single_id)  # built once, by the run that was in flight
