@@ -53,7 +53,7 @@ def test_backfill_on_demand_and_catch_up_nightly(doc):
     assert nightly["work_pool"]["name"] == "local-work-pool"
     (sched,) = nightly["schedules"]
     assert sched["cron"] == "15 3 * * *" and sched["timezone"] == "UTC" and sched["active"]
-    assert sched["parameters"] == {"lookback_days": 7}
+    assert sched["parameters"] == {"lookback_days": 7, "days_per_run": 7}
 
 
 def test_schedule_parameters_fit_the_catch_up_flow(doc, monkeypatch):

@@ -1,20 +1,31 @@
-"""Issue 3 end to end: the deployed orchestrator against a real server, worker and DuckDB."""
+"""The deployed orchestrator against a real server, worker and DuckDB: dry run, bad input
+(CLI and the UI's path), a failing partition and its re-run. Limits, idempotency and the
+small load run are in test_e2e_batches.py; state and catch-up in test_e2e_state.py."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import date, timedelta
 
 import pytest
 
-from clickstream.planning import OVERSUBSCRIBE
-from tests.e2e_stack import DBT_GLOBAL_LIMIT, child_runs, max_overlap, state_of
+from tests.e2e_stack import child_runs, state_of
 
 pytestmark = pytest.mark.e2e
 
 
 def partition(run):
+    """(store_id, ds) of a one-day run."""
+    assert not run.parameters.get("ds_end") or run.parameters["ds_end"] == run.parameters["ds"]
     return run.parameters["store_id"], date.fromisoformat(run.parameters["ds"])
+
+
+def run_partitions(run) -> list[tuple[str, date]]:
+    """Every (store_id, ds) a run builds: ds .. ds_end."""
+    first = date.fromisoformat(run.parameters["ds"])
+    last = date.fromisoformat(run.parameters.get("ds_end") or run.parameters["ds"])
+    sid = run.parameters["store_id"]
+    return [(sid, first + timedelta(days=n)) for n in range((last - first).days + 1)]
 
 
 def runs_in(e2e, start: date, end: date):
@@ -34,51 +45,6 @@ def orchestrator_runs(e2e):
         )
 
     return e2e.api(go)
-
-
-def test_backfill_3_stores_x_4_days_within_limits_and_idempotent(e2e):
-    start, end = date(2026, 10, 5), date(2026, 10, 8)
-    out = e2e.cli("backfill", "--start", str(start), "--end", str(end))
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "12/12 partitions completed" in out.stdout + out.stderr
-
-    runs = runs_in(e2e, start, end)
-    assert len(runs) == 12
-    assert {r.state_type.value for r in runs} == {"COMPLETED"}
-    assert len({partition(r) for r in runs}) == 12  # each partition exactly once
-    for r in runs:
-        assert "backfill" in r.tags and r.parameters["store_id"] in r.tags
-        assert r.parent_task_run_id is not None  # linked to the orchestrator (as_subflow)
-
-    # Limits, from the child runs' recorded start/end times.
-    by_store = defaultdict(list)
-    for r in runs:
-        by_store[r.parameters["store_id"]].append((r.start_time, r.end_time))
-    for store, intervals in by_store.items():
-        assert max_overlap(intervals) == 1, store
-    # Runs in flight: at most max_parallel (default OVERSUBSCRIBE x dbt-global).
-    overall = max_overlap([(r.start_time, r.end_time) for r in runs])
-    assert 1 < overall <= OVERSUBSCRIBE * DBT_GLOBAL_LIMIT, overall
-
-    # Ledger agrees, and dbt itself never ran more than dbt-global at once.
-    from clickstream import ledger
-
-    with state_of(e2e):
-        builds = ledger.read_builds(None, start, end)
-    assert len(builds) == 12 and {b.status for b in builds.values()} == {"completed"}
-    work = [(b.work_started_at, b.work_ended_at) for b in builds.values()]
-    assert max_overlap(work) <= DBT_GLOBAL_LIMIT
-
-    # The same backfill again creates no child run.
-    again = e2e.cli("backfill", "--start", str(start), "--end", str(end))
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "Nothing to do" in again.stdout
-    assert len(runs_in(e2e, start, end)) == 12
-
-    # Status grid from the ledger and Prefect.
-    status = e2e.cli("status", "--start", str(start), "--end", str(end))
-    assert status.returncode == 0
-    assert "12 partitions: 12 completed" in status.stdout
 
 
 def test_dry_run_submits_nothing(e2e):
@@ -199,41 +165,3 @@ def test_forced_failure_then_failed_rerun_fixes_only_it(e2e):
     assert new_runs[0].name.endswith("-a3")
     with state_of(e2e):
         assert ledger.read_builds([bad[0]])[bad].status == "completed"
-
-
-def test_catch_up_runs_exactly_the_gaps(e2e):
-    from clickstream import ledger
-    from clickstream.generate import add_late_events
-    from clickstream.registry import load_registry
-    from clickstream.windows import last_complete_days
-
-    lookback = 2
-    first = e2e.cli("catch-up", "--lookback-days", str(lookback))
-    assert first.returncode == 0, first.stdout + first.stderr
-    reg = load_registry()
-    days = {s.store_id: last_complete_days(s.timezone, lookback) for s in reg.active}
-    lo = min(d[0] for d in days.values())
-    hi = max(d[-1] for d in days.values())
-    after_first = runs_in(e2e, lo, hi)
-    assert {partition(r) for r in after_first} >= {(s, d) for s, ds in days.items() for d in ds}
-
-    # Nothing changed: a quick Completed run that submits nothing.
-    idle = e2e.cli("catch-up", "--lookback-days", str(lookback))
-    assert idle.returncode == 0 and "Nothing to do" in idle.stdout
-    assert len(runs_in(e2e, lo, hi)) == len(after_first)
-
-    # Forget two ledger rows, land late events for a third partition.
-    forgotten = [("au-sydney", days["au-sydney"][0]), ("in-mumbai", days["in-mumbai"][1])]
-    late = ("us-flagship", days["us-flagship"][0])
-    with state_of(e2e):
-        for sid, ds in forgotten:
-            assert ledger.delete_builds(sid, [ds]) == 1
-        add_late_events(reg.get(late[0]), late[1], 25)
-    second = e2e.cli("catch-up", "--lookback-days", str(lookback))
-    assert second.returncode == 0, second.stdout + second.stderr
-    new = [r for r in runs_in(e2e, lo, hi) if r.id not in {x.id for x in after_first}]
-    assert sorted(partition(r) for r in new) == sorted([*forgotten, late])
-    with state_of(e2e):
-        rec = ledger.read_builds([late[0]])[late]
-    assert rec.status == "completed"
-    _ = timedelta  # keep import for readers adjusting lookbacks

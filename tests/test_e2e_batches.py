@@ -72,6 +72,12 @@ def test_one_day_per_run_holds_the_limits_and_equals_runs_of_four_days(e2e):
     per_partition = Counter((r.parameters["store_id"], d) for r in singles for d in run_days(r))
     assert len(singles) == 27 and set(per_partition.values()) == {1}  # every partition once
     assert {r.state_type.value for r in singles} == {"COMPLETED"}
+    for r in singles:
+        (d,) = run_days(r)
+        sid = r.parameters["store_id"]
+        assert r.name == f"backfill-{sid}-{d}-a1"
+        assert set(r.tags) >= {"backfill", sid, f"ds:{d}"}
+        assert r.parent_task_run_id is not None  # linked to the orchestrator (as_subflow)
     max_parallel = OVERSUBSCRIBE * DBT_GLOBAL_LIMIT
     by_store = defaultdict(list)
     for r in singles:

@@ -25,7 +25,7 @@ from tests.e2e_stack import (
     state_of,
     wait_for,
 )
-from tests.test_e2e_backfill import partition, runs_in
+from tests.test_e2e_backfill import partition, run_partitions, runs_in
 
 pytestmark = pytest.mark.e2e
 
@@ -187,13 +187,13 @@ def test_nightly_catch_up_overlapping_a_cli_backfill(rec):
     out = rec.cli("backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True)
     cli_parent = parent_run_id(out.stdout)
     nightly, params = rec.api(fire_nightly)
-    assert params == {"lookback_days": 7}
+    assert params == {"lookback_days": 7, "days_per_run": 7}
     for run_id in (cli_parent, nightly):
         wait_for(lambda r=run_id: read_run(rec, r).state.is_final(), timeout=600, what="runs")
         assert read_run(rec, run_id).state_type.value == "COMPLETED"
 
     runs = runs_in(rec, today - timedelta(days=9), today)
-    per_partition = Counter(partition(r) for r in runs)
+    per_partition = Counter(k for r in runs for k in run_partitions(r))
     assert set(per_partition.values()) == {1}, per_partition  # nothing built twice
     assert {r.state_type.value for r in runs} == {"COMPLETED"}
     # Both triggers together covered the CLI's days for every store, once.

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -53,6 +53,7 @@ from clickstream.planning import (
     child_tags,
     classify,
     expand_partitions,
+    group_runs,
     idempotency_key,
     next_attempt,
     resolve_request,
@@ -242,6 +243,7 @@ class Dispatcher:
         self.progress_id: UUID | None = None
         self.max_in_flight_seen = 0
         self.child_runs = 0
+        self.ended_runs: set[str] = set()
 
     # -- progress -------------------------------------------------------------------------
     @property
@@ -338,10 +340,72 @@ class Dispatcher:
 
     async def _submit_ready(self) -> None:
         for sid, batch in self.scheduler.next_batch():
-            await self._submit(sid, batch)
+            mine = self._claim(sid, batch)
+            if mine:
+                await self._submit(sid, mine)
+
+    def _claim(self, sid: str, batch: Batch) -> Batch | None:
+        """The days of ``batch`` still ours to build, checked against the ledger right before
+        the run is created.
+
+        Another trigger (a second backfill, the nightly catch-up) may have dispatched or built
+        some of these days since this orchestrator planned: those are adopted (we wait for
+        that run) or counted as built, never built again. Idempotency keys alone cannot catch
+        this once runs cover different sets of days. What is left is submitted as one run if
+        it is still consecutive; other pieces go back to the head of the lane.
+        """
+        planned_at = self.snapshot.taken_at
+        dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1])
+        builds = ledger.read_builds([sid], batch[0], batch[-1])
+        mine: list[date] = []
+        theirs: dict[str, list[date]] = {}
+        for ds in batch:
+            disp = dispatches.get((sid, ds))
+            build = builds.get((sid, ds))
+            if (
+                disp is not None
+                and disp.flow_run_id
+                and disp.orchestrator_run_id != self.orchestrator_run_id
+                and disp.submitted_at >= planned_at
+                and disp.flow_run_id not in self.ended_runs  # adopted once already
+            ):
+                theirs.setdefault(disp.flow_run_id, []).append(ds)
+            elif (
+                build is not None
+                and build.status == "completed"
+                and build.started_at is not None
+                and build.started_at >= planned_at
+                and build.flow_run_id not in self.in_flight
+            ):
+                self.results[(sid, ds)] = PartitionResult(
+                    state="completed",
+                    flow_run_id=build.flow_run_id,
+                    message="built by another run after this backfill was planned",
+                    run_days=batch_label((ds,)),
+                )
+            else:
+                mine.append(ds)
+        for run_id, days in theirs.items():
+            self.logger.info(
+                "%s %s: dispatched by another trigger since this backfill was planned; "
+                "adopting run %s",
+                sid,
+                batch_label(days),
+                run_id,
+            )
+            self.scheduler.occupy(sid, run_id)
+            self.in_flight[run_id] = InFlight(sid, tuple(days), None, time.monotonic())
+        pieces = group_runs(mine, "oldest_first", len(batch)) if mine else []
+        if theirs or len(pieces) > 1:
+            # The lane is busy with an adopted run, or the days no longer form one run.
+            back = pieces if theirs else pieces[1:]
+            self.scheduler.lanes.setdefault(sid, [])[:0] = back
+            return None if theirs else pieces[0]
+        return pieces[0] if pieces else None
 
     async def _finish(self, run_id: str, run: FlowRun) -> None:
         flying = self.in_flight.pop(run_id)
+        self.ended_runs.add(run_id)
         sid, days = flying.store_id, flying.days
         self.scheduler.release(sid, run_id)
         duration = (
