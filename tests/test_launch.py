@@ -1,5 +1,6 @@
 """The warm launcher without a Prefect server: both paths reach prefect.engine with the
-launcher's argv, stdio, environment and working directory, and exit with its code."""
+launcher's argv, stdio, environment and working directory, and exit with its code.
+Robustness, authentication and exit-status details are in test_warm_server.py."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def _launch(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def warm_server(tmp_path):
-    sock = tmp_path / "warm.sock"
+    sockdir = tmp_path / "warm"
+    sockdir.mkdir(mode=0o700)
+    sock = sockdir / "warm.sock"
     log = open(tmp_path / "warm.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "clickstream.warm", str(sock)],
@@ -41,7 +44,7 @@ def warm_server(tmp_path):
         env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
     )
     deadline = time.monotonic() + 120
-    while not sock.exists():
+    while "warm server ready" not in (tmp_path / "warm.log").read_text():
         assert proc.poll() is None, (tmp_path / "warm.log").read_text()
         assert time.monotonic() < deadline, "warm server did not start"
         time.sleep(0.2)
@@ -58,11 +61,20 @@ def test_cold_path_execs_the_stock_engine(tmp_path):
     assert BOGUS_RUN_ID in proc.stderr + proc.stdout
 
 
-def test_missing_socket_falls_back_to_cold(tmp_path):
-    env = {**os.environ, "CLICKSTREAM_WARM_SOCKET": str(tmp_path / "nobody-listens.sock")}
+def test_missing_socket_falls_back_to_cold_and_says_so_once(tmp_path):
+    sockdir = tmp_path / "warm"
+    sockdir.mkdir(mode=0o700)
+    (sockdir / "token").write_text("0" * 64)
+    (sockdir / "token").chmod(0o600)
+    env = {**os.environ, "CLICKSTREAM_WARM_SOCKET": str(sockdir / "nobody-listens.sock")}
     proc = _launch(tmp_path, env)
     assert proc.returncode == 1
     assert "Invalid flow run id" in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("clickstream.launch:")]
+    assert lines == [
+        f"clickstream.launch: no warm server at {sockdir / 'nobody-listens.sock'}; "
+        "starting the run cold"
+    ]
 
 
 def test_warm_path_forks_the_engine_with_the_launchers_stdio_and_exit_code(tmp_path, warm_server):

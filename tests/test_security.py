@@ -241,10 +241,11 @@ def _host(url: str) -> str:
     return urlparse(url).hostname or ""
 
 
-def test_server_and_workers_bind_and_talk_to_loopback_only(fake_spawn):
+def test_server_and_workers_bind_and_talk_to_loopback_only(fake_spawn, request):
     stack_mod, cfg = fake_spawn
     stack = stack_mod.Stack(cfg)
     stack.up()  # server + 2 workers (each with its warm server), all through the fake Popen
+    request.addfinalizer(stack.down)  # removes the warm servers' private directories
     assert len(FakePopen.calls) == 5
     (server_argv, server_env), *rest = FakePopen.calls
     warms = [c for c in rest if c[0][1:3] == ["-m", "clickstream.warm"]]

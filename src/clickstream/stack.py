@@ -8,9 +8,9 @@ restart (filesystem lease storage), and workers poll every second.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +25,7 @@ from clickstream import paths
 from clickstream.deployments import WORK_POOL
 
 PROFILES = ("sqlite", "postgres")
+WARM_SOCKET_NAME = "warm.sock"
 
 
 def free_port() -> int:
@@ -205,12 +206,36 @@ class Stack:
             time.sleep(0.5)
         raise TimeoutError(f"Prefect server not healthy after {timeout}s; see {self.logs}")
 
-    def warm_socket(self, n: int) -> Path:
-        path = self.cfg.stack_dir / f"warm-{n}.sock"
-        if len(str(path)) > 100:  # AF_UNIX paths are limited to ~108 bytes
-            digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-            path = Path(tempfile.gettempdir()) / f"clickstream-warm-{digest}.sock"
-        return path
+    def warm_socket(self, n: int) -> Path | None:
+        """The socket of warm server ``n`` as recorded at its start (None: none recorded)."""
+        record = self.cfg.stack_dir / f"warm-{n}.dir"
+        with contextlib.suppress(OSError):
+            directory = Path(record.read_text().strip())
+            if directory.is_absolute():
+                return directory / WARM_SOCKET_NAME
+        return None
+
+    def _new_warm_dir(self, n: int) -> Path:
+        """A fresh private directory (0700, random name) for warm server ``n``'s socket.
+
+        Never a predictable path: another local user could bind it first and receive every
+        launcher's environment. Under the stack folder when the socket path fits AF_UNIX's
+        ~108 bytes, else under the system temp dir (still random and 0700).
+        """
+        self._remove_warm_dir(n)
+        self.cfg.stack_dir.mkdir(parents=True, exist_ok=True)
+        parent: Path | None = self.cfg.stack_dir
+        if len(str(parent / f"clickstream-warm-{n}-xxxxxxxx" / WARM_SOCKET_NAME)) > 100:
+            parent = None
+        directory = Path(tempfile.mkdtemp(prefix=f"clickstream-warm-{n}-", dir=parent))
+        (self.cfg.stack_dir / f"warm-{n}.dir").write_text(str(directory))
+        return directory
+
+    def _remove_warm_dir(self, n: int) -> None:
+        sock = self.warm_socket(n)
+        if sock is not None and sock.parent.name.startswith("clickstream-warm-"):
+            shutil.rmtree(sock.parent, ignore_errors=True)
+        (self.cfg.stack_dir / f"warm-{n}.dir").unlink(missing_ok=True)
 
     def start_worker(self, n: int = 1, warm: bool | None = None) -> int:
         """Start process worker ``n`` and, unless disabled, its warm server.
@@ -222,9 +247,14 @@ class Stack:
         name = f"worker-{n}"
         env = worker_env(self.cfg)
         if self.cfg.warm if warm is None else warm:
-            sock = self.warm_socket(n)
+            # A restarted worker reuses a live warm supervisor: its server restarts by
+            # itself when the code it preloaded changes (fingerprint check per run).
             running = self.pids().get(f"warm-{n}")
-            if not (running and _alive(running)):  # a restarted worker reuses a live one
+            sock = self.warm_socket(n)
+            if not (running and _alive(running) and sock is not None):
+                sock = self._new_warm_dir(n) / WARM_SOCKET_NAME
+                # The supervisor (`python -m clickstream.warm SOCKET`) restarts its server
+                # when it dies; stop() ends the whole process group, runs included.
                 self._spawn(f"warm-{n}", [sys.executable, "-m", "clickstream.warm", str(sock)], env)
             env = {**env, "CLICKSTREAM_WARM_SOCKET": str(sock)}
         return self._spawn(
@@ -257,6 +287,8 @@ class Stack:
             return
         stop_pid(pid, grace)
         self._pidfile(name).unlink(missing_ok=True)
+        if name.startswith("warm-") and name[5:].isdigit():
+            self._remove_warm_dir(int(name[5:]))
 
     def down(self) -> list[str]:
         stopped = []
