@@ -11,6 +11,38 @@ os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
 
 import pytest  # noqa: E402
 
+# `make test` runs pytest in two processes (pytest-xdist, --dist loadgroup). Tests that share
+# an expensive fixture stay in one process; the two biggest groups, the shared end-to-end
+# stack and the modules with stacks of their own (mostly waiting on leases, the zombie
+# automation and two workers), start first, one in each process.
+OWN_STACK_MODULES = frozenset(
+    {
+        "test_e2e_recovery",
+        "test_e2e_postgres",
+        "test_warehouse_parity",
+        "test_warm_e2e",
+        "test_bench_smoke",
+        "test_ops",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if "e2e" in item.fixturenames:
+            group = "shared-stack"
+        elif module in OWN_STACK_MODULES:
+            group = "own-stacks"
+        elif "harness" in item.fixturenames:
+            group = f"harness-{module}"
+        elif module == "test_dbt_project":
+            group = "dbt-project"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture
 def isolated_state(tmp_path, monkeypatch):

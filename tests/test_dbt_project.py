@@ -22,6 +22,8 @@ from clickstream.generate import add_bad_events, generate
 from clickstream.registry import load_registry
 from clickstream.windows import date_range, partition_window, partition_windows
 
+pytestmark = pytest.mark.slow
+
 DAYS = date_range(date(2026, 10, 31), date(2026, 11, 2))  # NY falls back on 2026-11-01
 # Sydney springs forward on 2026-10-04; built as one batch and day by day below.
 BATCH_DAYS = date_range(date(2026, 10, 2), date(2026, 10, 6))

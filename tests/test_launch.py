@@ -14,6 +14,8 @@ import pytest
 
 from clickstream.stack import stop_pid
 
+pytestmark = pytest.mark.slow
+
 BOGUS_RUN_ID = "not-a-flow-run-id"
 
 

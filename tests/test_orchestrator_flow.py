@@ -22,7 +22,7 @@ from clickstream.generate import generate
 from clickstream.registry import load_registry
 from tests.test_source import write_events
 
-pytestmark = pytest.mark.usefixtures("harness")
+pytestmark = [pytest.mark.harness, pytest.mark.usefixtures("harness")]
 
 DAYS = [date(2026, 9, 10) + timedelta(days=n) for n in range(4)]
 STORES = ["in-mumbai", "us-flagship"]

@@ -20,7 +20,7 @@ from clickstream import ledger
 from clickstream.generate import add_bad_events, generate
 from clickstream.registry import load_registry
 
-pytestmark = pytest.mark.usefixtures("harness")
+pytestmark = [pytest.mark.harness, pytest.mark.usefixtures("harness")]
 
 STORE = "us-flagship"
 DAYS = [date(2026, 10, 1) + timedelta(days=n) for n in range(8)]

@@ -30,6 +30,8 @@ import clickstream
 from clickstream import warm
 from clickstream.stack import stop_pid
 
+pytestmark = pytest.mark.slow
+
 SRC = Path(clickstream.__file__).parent
 PROBE = """
 import os, sys, time
