@@ -43,7 +43,7 @@ lint: setup ## ruff lint + format check
 
 test: setup lint ## Everything that proves behaviour: unit, dbt, harness, end to end (CI runs this)
 	$(BIN)/clickstream stores check
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --durations=25 $(PYTEST_ARGS)
 
 test-fast: setup ## Unit tests only: no Prefect server, no worker, no dbt build (seconds)
 	$(BIN)/pytest -m "not e2e and not browser and not postgres and not harness and not slow" $(PYTEST_ARGS)

@@ -11,37 +11,59 @@ os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
 
 import pytest  # noqa: E402
 
-# `make test` runs pytest in two processes (pytest-xdist, --dist loadgroup). Tests that share
-# an expensive fixture stay in one process; the two biggest groups, the shared end-to-end
-# stack and the modules with stacks of their own (mostly waiting on leases, the zombie
-# automation and two workers), start first, one in each process.
-OWN_STACK_MODULES = frozenset(
-    {
-        "test_e2e_recovery",
-        "test_e2e_postgres",
-        "test_warehouse_parity",
-        "test_warm_e2e",
-        "test_bench_smoke",
-        "test_ops",
-    }
-)
+# `make test` runs pytest in two processes (pytest-xdist, `-n 2`). Tests that share an
+# expensive fixture run in one process, and the two biggest groups start first, one in each
+# process: the shared end-to-end stack, and the modules with stacks of their own (mostly
+# waiting on leases, the zombie automation and two workers). Everything else follows, a file
+# at a time, wherever a process is free. (xdist's own `--dist loadgroup` does not group
+# under pytest 9: its marker-to-node-id rewrite no longer takes effect.)
+XDIST_GROUPS = {
+    **dict.fromkeys(
+        (
+            "test_e2e_pipeline",
+            "test_e2e_backfill",
+            "test_e2e_batches",
+            "test_e2e_state",
+            "test_e2e_concurrency",
+            "test_e2e_faults",
+            "test_ui_browser",
+        ),
+        "shared-stack",
+    ),
+    **dict.fromkeys(
+        (
+            "test_e2e_recovery",
+            "test_e2e_postgres",
+            "test_warehouse_parity",
+            "test_warm_e2e",
+            "test_bench_smoke",
+            "test_ops",
+        ),
+        "own-stacks",
+    ),
+    **dict.fromkeys(("test_store_flow", "test_orchestrator_flow"), "harness"),
+}
+GROUP_ORDER = {"shared-stack": 0, "own-stacks": 1, "harness": 2}
 
 
-@pytest.hookimpl(tryfirst=True)
+def xdist_group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return XDIST_GROUPS.get(module, module)
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if "e2e" in item.fixturenames:
-            group = "shared-stack"
-        elif module in OWN_STACK_MODULES:
-            group = "own-stacks"
-        elif "harness" in item.fixturenames:
-            group = f"harness-{module}"
-        elif module == "test_dbt_project":
-            group = "dbt-project"
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: GROUP_ORDER.get(xdist_group(item.nodeid), len(GROUP_ORDER)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order above
+    return GroupScheduling(config, log)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import duckdb
 import pytest
 
 from clickstream.generate import generate
-from clickstream.registry import Store
 from clickstream.source import (
     FINGERPRINT_VERSION,
     RAW_COLUMNS,
@@ -25,14 +24,8 @@ from clickstream.source import (
     landing_days,
 )
 from clickstream.windows import SESSION_LOOKBACK, partition_window, partition_windows
+from tests.test_generate import NY
 
-NY = Store(
-    store_id="us-flagship",
-    display_name="US",
-    database="us_flagship",
-    timezone="America/New_York",
-    earliest_ds=date(2026, 1, 1),
-)
 DAYS = [date(2026, 10, 30) + timedelta(days=n) for n in range(5)]  # NY falls back 11-01
 
 

@@ -154,7 +154,12 @@ def run_store_partitions(
     run_id = str(run.id) if run else ""
     requested_at = requested_time(run)
 
-    known = ledger.read_builds([store_id], None if full_refresh else days[0], days[-1])
+    # A full refresh rebuilds every day the ledger knows for the store, before or after ds.
+    known = (
+        ledger.read_builds([store_id])
+        if full_refresh
+        else ledger.read_builds([store_id], days[0], days[-1])
+    )
     if full_refresh:
         days = full_refresh_days(days, [k[1] for k in known])
     windows = {w.ds: w for w in partition_windows(store.timezone, days)}
