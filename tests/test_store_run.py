@@ -1,0 +1,98 @@
+"""The store run's decisions (pure): which days, which dbt invocations, which days to skip."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from clickstream.ledger import BuildRecord
+from clickstream.registry import load_registry
+from clickstream.source import Fingerprint
+from clickstream.store_run import (
+    MAX_DAYS_PER_RUN,
+    PartitionInputError,
+    already_built,
+    full_refresh_days,
+    invocations,
+    requested_days,
+)
+
+D = date
+NY = load_registry().get("us-flagship")
+TODAY = D(2026, 11, 23)
+
+
+def test_requested_days_default_to_today_and_span_ds_to_ds_end():
+    assert requested_days(NY, None, None, TODAY) == [TODAY]
+    assert requested_days(NY, D(2026, 11, 1), None, TODAY) == [D(2026, 11, 1)]
+    assert requested_days(NY, D(2026, 11, 1), D(2026, 11, 3), TODAY) == [
+        D(2026, 11, 1),
+        D(2026, 11, 2),
+        D(2026, 11, 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ds", "ds_end", "words"),
+    [
+        (D(2026, 11, 3), D(2026, 11, 1), "ds_end 2026-11-01 is before ds 2026-11-03"),
+        (D(2026, 11, 24), None, "ds 2026-11-24 is after us-flagship's current local date"),
+        (D(2026, 11, 20), D(2026, 11, 24), "ds_end 2026-11-24 is after"),
+        (D(2025, 12, 31), None, "before us-flagship's earliest date 2026-01-01"),
+        (D(2026, 1, 1), D(2026, 3, 1), f"60 days in one run; at most {MAX_DAYS_PER_RUN}"),
+    ],
+)
+def test_requested_days_refuse_bad_input(ds, ds_end, words):
+    with pytest.raises(PartitionInputError, match=words):
+        requested_days(NY, ds, ds_end, TODAY)
+
+
+def test_full_refresh_takes_every_known_day_and_the_requested_ones():
+    assert full_refresh_days([D(2026, 5, 1)], [D(2026, 6, 1), D(2026, 4, 1), D(2026, 5, 1)]) == [
+        D(2026, 4, 1),
+        D(2026, 5, 1),
+        D(2026, 6, 1),
+    ]
+
+
+def test_invocations_are_at_most_31_days_each_in_order():
+    days = [D(2026, 1, 1) + timedelta(days=n) for n in range(70)]
+    groups = invocations(list(reversed(days)))
+    assert [len(g) for g in groups] == [31, 31, 8]
+    assert [d for g in groups for d in g] == days
+
+
+def build(status="completed", run="other", started=datetime(2026, 11, 23, 10), token="v2:1:a"):
+    return BuildRecord(
+        store_id="us-flagship",
+        ds=D(2026, 11, 1),
+        status=status,
+        flow_run_id=run,
+        fingerprint=token,
+        built_at=started,
+        started_at=started,
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "skipped"),
+    [
+        (build(), True),  # another run, after the request, same data: built already
+        (build(started=datetime(2026, 11, 23, 8)), False),  # built before it was requested
+        (build(token="v2:2:b"), False),  # the data changed since
+        (build(status="failed"), False),
+        (build(run="me"), False),  # our own earlier build
+        (None, False),
+    ],
+)
+def test_already_built(record, skipped):
+    current = {D(2026, 11, 1): Fingerprint(1, "a", None)}
+    out = already_built(
+        [D(2026, 11, 1)],
+        {D(2026, 11, 1): record} if record else {},
+        current,
+        run_id="me",
+        requested_at=datetime(2026, 11, 23, 9),
+    )
+    assert (D(2026, 11, 1) in out) is skipped
