@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    cast,
     create_engine,
     delete,
     event,
@@ -237,21 +239,64 @@ def record_builds(records: Iterable[BuildRecord]) -> None:
         _upsert_many(partition_builds, rows, ["store_id", "ds"])
 
 
+def _in_range(stmt, table: Table, store_ids, start: date | None, end: date | None):
+    if store_ids is not None:
+        stmt = stmt.where(table.c.store_id.in_(list(store_ids)))
+    if start is not None:
+        stmt = stmt.where(table.c.ds >= start)
+    if end is not None:
+        stmt = stmt.where(table.c.ds <= end)
+    return stmt
+
+
 def read_builds(
     store_ids: Iterable[str] | None = None,
     start: date | None = None,
     end: date | None = None,
 ) -> dict[tuple[str, date], BuildRecord]:
-    stmt = select(partition_builds)
-    if store_ids is not None:
-        stmt = stmt.where(partition_builds.c.store_id.in_(list(store_ids)))
-    if start is not None:
-        stmt = stmt.where(partition_builds.c.ds >= start)
-    if end is not None:
-        stmt = stmt.where(partition_builds.c.ds <= end)
+    stmt = _in_range(select(partition_builds), partition_builds, store_ids, start, end)
     with engine().connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     return {(r["store_id"], r["ds"]): BuildRecord(**r) for r in rows}
+
+
+class BuildSummary(NamedTuple):
+    """What planning needs of a build. A tuple, and no timestamps: for 100 stores x 3 years,
+    full records cost most of the planner's time budget in parsing and object set-up alone."""
+
+    status: str
+    flow_run_id: str | None
+    fingerprint: str | None
+    source_files: str | None
+    events: int | None
+    sessions: int | None
+
+
+def read_build_summaries(
+    store_ids: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> dict[tuple[str, date], BuildSummary]:
+    b = partition_builds
+    stmt = _in_range(
+        select(
+            b.c.store_id,
+            cast(b.c.ds, String),  # parsed below: much faster than the Date type's parser
+            b.c.status,
+            b.c.flow_run_id,
+            b.c.fingerprint,
+            b.c.source_files,
+            b.c.events,
+            b.c.sessions,
+        ),
+        b,
+        store_ids,
+        start,
+        end,
+    )
+    with engine().connect() as conn:
+        rows = conn.execute(stmt).all()
+    return {(r[0], date.fromisoformat(r[1])): BuildSummary._make(r[2:]) for r in rows}
 
 
 def delete_builds(store_id: str, days: Iterable[date]) -> int:
@@ -281,27 +326,34 @@ def record_dispatches(records: Iterable[DispatchRecord]) -> None:
         _upsert_many(partition_dispatches, rows, ["store_id", "ds", "attempt"])
 
 
+def _latest_dispatch_stmt(columns, store_ids, start, end):
+    d = partition_dispatches
+    latest = _in_range(
+        select(d.c.store_id, d.c.ds, func.max(d.c.attempt).label("attempt")).group_by(
+            d.c.store_id, d.c.ds
+        ),
+        d,
+        store_ids,
+        start,
+        end,
+    ).subquery()
+    return select(*columns).join(
+        latest,
+        and_(
+            d.c.store_id == latest.c.store_id,
+            d.c.ds == latest.c.ds,
+            d.c.attempt == latest.c.attempt,
+        ),
+    )
+
+
 def read_latest_dispatches(
     store_ids: Iterable[str] | None = None,
     start: date | None = None,
     end: date | None = None,
 ) -> dict[tuple[str, date], DispatchRecord]:
     """The highest attempt dispatched per partition."""
-    d = partition_dispatches
-    latest = select(d.c.store_id, d.c.ds, func.max(d.c.attempt).label("attempt")).group_by(
-        d.c.store_id, d.c.ds
-    )
-    if store_ids is not None:
-        latest = latest.where(d.c.store_id.in_(list(store_ids)))
-    if start is not None:
-        latest = latest.where(d.c.ds >= start)
-    if end is not None:
-        latest = latest.where(d.c.ds <= end)
-    sub = latest.subquery()
-    stmt = select(d).join(
-        sub,
-        and_(d.c.store_id == sub.c.store_id, d.c.ds == sub.c.ds, d.c.attempt == sub.c.attempt),
-    )
+    stmt = _latest_dispatch_stmt([partition_dispatches], store_ids, start, end)
     with engine().connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     return {(r["store_id"], r["ds"]): DispatchRecord(**r) for r in rows}

@@ -84,9 +84,8 @@ class Snapshot:
     """Everything planning needs, read once at the start."""
 
     states: dict[PartitionKey, PartitionState]
-    builds: dict[PartitionKey, ledger.BuildRecord]
-    dispatches: dict[PartitionKey, ledger.DispatchRecord]
-    dispatch_runs: dict[str, FlowRun]
+    builds: dict[PartitionKey, ledger.BuildSummary]
+    known_runs: set[str]  # runs known to exist: they recorded a build, or are active
     in_flight_runs: dict[PartitionKey, str]  # partition -> flow run id (several days may share one)
     mart: MartView = field(default_factory=MartView)
     taken_at: datetime = field(default_factory=ledger.utcnow)
@@ -148,28 +147,27 @@ async def take_snapshot(
     partitions = expand_partitions(resolved)
     store_ids = [s.store_id for s in resolved.stores]
     start, end = resolved.start_date, resolved.end_date
-    builds = ledger.read_builds(store_ids, start, end)
-    dispatches = ledger.read_latest_dispatches(store_ids, start, end)
-    run_ids = {d.flow_run_id for d in dispatches.values() if d.flow_run_id}
-    dispatch_runs = await with_api_retries(
-        lambda: read_flow_runs_by_id(client, run_ids), what="reading dispatched runs"
+    builds = ledger.read_build_summaries(store_ids, start, end)
+    # In flight: every non-terminal run of the store flow, whoever created it, by the days its
+    # parameters name (a dispatched child names its days too). The dispatch history is read
+    # per run right before dispatching (Dispatcher._claim), not here: for a large backfill it
+    # is as big as the ledger and planning needs none of it.
+    active = await with_api_retries(
+        lambda: read_active_store_runs(client), what="reading active store runs"
     )
+    known_runs = {b.flow_run_id for b in builds.values() if b.flow_run_id}
+    known_runs |= {str(r.id) for r in active}
     wanted = set(partitions)
     in_flight: dict[PartitionKey, str] = {}
-    for key, disp in dispatches.items():
-        run = dispatch_runs.get(str(disp.flow_run_id)) if disp.flow_run_id else None
-        if run is not None and run.state_type not in TERMINAL and key in wanted:
-            in_flight[key] = str(run.id)
-    for run in await with_api_retries(
-        lambda: read_active_store_runs(client), what="reading active store runs"
-    ):
-        found = run_partitions(run)
-        if found is None:
+    for run in active:
+        found_days = run_partitions(run)
+        if found_days is None:
             continue
-        sid, days = found
+        sid, days = found_days
         # days None: a full refresh, which rebuilds the whole store.
-        for key in partitions:
-            if key[0] == sid and (days is None or key[1] in days) and key not in in_flight:
+        keys = [k for k in partitions if k[0] == sid] if days is None else [(sid, d) for d in days]
+        for key in keys:
+            if key in wanted and key not in in_flight:
                 in_flight[key] = str(run.id)
 
     current: dict[PartitionKey, str] | None = None
@@ -198,7 +196,7 @@ async def take_snapshot(
         mart_counts={k: (r.events, r.sessions) for k, r in mart.rows.items()},
         mart_checked=mart.checked,
     )
-    return Snapshot(states, builds, dispatches, dispatch_runs, in_flight, mart, taken_at)
+    return Snapshot(states, builds, known_runs, in_flight, mart, taken_at)
 
 
 def flow_run_url(flow_run_id: str | None) -> str:
@@ -235,9 +233,7 @@ class Dispatcher:
         self.in_flight: dict[str, InFlight] = {}  # flow run id -> its run
         self.results: dict[PartitionKey, PartitionResult] = {}
         self.attempts_used: dict[PartitionKey, int] = {}
-        self.latest_attempt: dict[PartitionKey, int] = {
-            k: d.attempt for k, d in snapshot.dispatches.items()
-        }
+        self.latest_attempt: dict[PartitionKey, int] = {}  # filled as runs are dispatched
         chosen = set(selected)
         self.planned = list(selected) + [k for k in snapshot.in_flight_runs if k not in chosen]
         self.progress_id: UUID | None = None
@@ -276,27 +272,34 @@ class Dispatcher:
             sid = keys[0][0]
             days = tuple(sorted(k[1] for k in keys))
             self.scheduler.occupy(sid, run_id)
-            self.in_flight[run_id] = InFlight(
-                sid,
-                days,
-                max((self.latest_attempt.get(k) or 0) for k in keys) or None,
-                time.monotonic(),
-            )
+            self.in_flight[run_id] = InFlight(sid, days, None, time.monotonic())
             self.logger.info("adopting in-flight run %s for %s %s", run_id, sid, batch_label(days))
 
-    def _attempt_for(self, key: PartitionKey) -> int:
-        latest = self.latest_attempt.get(key)
-        known_run = None
-        disp = self.snapshot.dispatches.get(key)
-        if disp is not None and disp.attempt == latest and disp.flow_run_id:
-            known_run = self.snapshot.dispatch_runs.get(str(disp.flow_run_id))
-        # A dispatch made by this run always has a run; one from the ledger may not (the
-        # previous orchestrator died between writing the ledger and creating the run).
-        return next_attempt(latest, key in self.attempts_used or known_run is not None)
+    async def _attempt_for(self, key: PartitionKey, disp: ledger.DispatchRecord | None) -> int:
+        """The attempt to dispatch ``key`` with, given its latest dispatch in the ledger."""
+        if key in self.attempts_used:  # dispatched by this run: its run exists
+            return next_attempt(self.latest_attempt[key], True)
+        if disp is None:
+            return next_attempt(None, False)
+        # A dispatch from the ledger may have no run: the orchestrator that wrote it died
+        # before creating it. Then the same attempt (the same key) is used again.
+        exists = disp.flow_run_id is not None and (
+            disp.flow_run_id in self.snapshot.known_runs
+            or bool(
+                await with_api_retries(
+                    lambda: read_flow_runs_by_id(self.client, [disp.flow_run_id]),
+                    what="reading a dispatched run",
+                    logger=self.logger,
+                )
+            )
+        )
+        return next_attempt(disp.attempt, exists)
 
-    async def _submit(self, sid: str, batch: Batch) -> None:
+    async def _submit(
+        self, sid: str, batch: Batch, dispatches: dict[PartitionKey, ledger.DispatchRecord]
+    ) -> None:
         keys = [(sid, ds) for ds in batch]
-        attempt = max(self._attempt_for(k) for k in keys)
+        attempt = max([await self._attempt_for(k, dispatches.get(k)) for k in keys])
         key_str = idempotency_key(sid, batch, attempt)
         records = [
             ledger.DispatchRecord(
@@ -340,11 +343,14 @@ class Dispatcher:
 
     async def _submit_ready(self) -> None:
         for sid, batch in self.scheduler.next_batch():
-            mine = self._claim(sid, batch)
+            dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1])
+            mine = self._claim(sid, batch, dispatches)
             if mine:
-                await self._submit(sid, mine)
+                await self._submit(sid, mine, dispatches)
 
-    def _claim(self, sid: str, batch: Batch) -> Batch | None:
+    def _claim(
+        self, sid: str, batch: Batch, dispatches: dict[PartitionKey, ledger.DispatchRecord]
+    ) -> Batch | None:
         """The days of ``batch`` still ours to build, checked against the ledger right before
         the run is created.
 
@@ -355,7 +361,6 @@ class Dispatcher:
         it is still consecutive; other pieces go back to the head of the lane.
         """
         planned_at = self.snapshot.taken_at
-        dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1])
         builds = ledger.read_builds([sid], batch[0], batch[-1])
         mine: list[date] = []
         theirs: dict[str, list[date]] = {}

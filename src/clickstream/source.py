@@ -26,6 +26,7 @@ current token, so such a partition shows **stale** once and the next catch-up or
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -94,22 +95,75 @@ def landing_days(store: Store, start_utc: datetime, end_utc: datetime) -> list[d
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def _parquet_entries(folder: str | Path) -> list[tuple[str, os.DirEntry]]:
+    """``folder``'s ``*.parquet`` entries sorted by name, as ``sorted(folder.glob(...))``
+    lists them (hidden names and directories included); [] when it is not a folder."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [(e.name, e) for e in entries if e.name.endswith(".parquet")]
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    found.sort(key=lambda item: item[0])
+    return found
+
+
 def landing_files(landing: Path, store_id: str, days: Iterable[date]) -> list[Path]:
     files: list[Path] = []
     for ds in sorted(set(days)):
         folder = day_dir(landing, store_id, ds)
-        if folder.is_dir():
-            files.extend(sorted(folder.glob("*.parquet")))
+        files.extend(folder / name for name, _ in _parquet_entries(folder))
     return files
+
+
+def _token_line(folder_name: str, name: str, st: os.stat_result) -> bytes:
+    return f"{folder_name}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode()
+
+
+def _token(lines: Sequence[bytes]) -> str:
+    digest = hashlib.sha1()
+    for line in lines:
+        digest.update(line)
+    return f"{len(lines)}:{digest.hexdigest()[:20]}"
 
 
 def files_token(files: Sequence[Path]) -> str:
     """Name, size and mtime of each file: changes whenever a file is added, replaced or removed."""
-    digest = hashlib.sha1()
-    for f in files:
-        st = f.stat()
-        digest.update(f"{f.parent.name}/{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return f"{len(files)}:{digest.hexdigest()[:20]}"
+    return _token([_token_line(f.parent.name, f.name, f.stat()) for f in files])
+
+
+class _Listing:
+    """One store's landing folders, each listed (and its files stat'ed) once per
+    :func:`fingerprints` call: neighbouring partitions share folders, since the session
+    lookback reaches into the day before. Same files, order and token as
+    :func:`landing_files` and :func:`files_token` (``DirEntry.stat()`` follows symlinks
+    like ``Path.stat()``)."""
+
+    def __init__(self, landing: Path, store_id: str) -> None:
+        self.base = os.path.join(landing, store_id, "ds=")
+        self._entries: dict[date, list[tuple[str, os.DirEntry]]] = {}
+        self._lines: dict[date, list[bytes]] = {}
+
+    def _folder(self, ds: date) -> list[tuple[str, os.DirEntry]]:
+        entries = self._entries.get(ds)
+        if entries is None:
+            entries = self._entries[ds] = _parquet_entries(self.base + ds.isoformat())
+        return entries
+
+    def _read(self, ds: date) -> None:
+        tag = "ds=" + ds.isoformat()
+        self._lines[ds] = [_token_line(tag, n, e.stat()) for n, e in self._folder(ds)]
+
+    def files(self, days: Iterable[date]) -> list[Path]:
+        return [Path(e.path) for ds in sorted(set(days)) for _, e in self._folder(ds)]
+
+    def token(self, days: Sequence[date]) -> str:
+        """:func:`files_token` of :func:`landing_files` of these days."""
+        lines: list[bytes] = []
+        for ds in sorted(set(days)) if len(days) > 1 else days:
+            if ds not in self._lines:
+                self._read(ds)
+            lines += self._lines[ds]
+        return _token(lines)
 
 
 # -- fingerprints --------------------------------------------------------------------------
@@ -137,11 +191,9 @@ def fingerprints(
     out: dict[date, Fingerprint] = {}
     to_scan: list[Window] = []
     tokens: dict[date, str] = {}
+    listing = _Listing(landing, store.store_id)
     for w in windows:
-        files = landing_files(
-            landing, store.store_id, landing_days(store, w.input_start, w.input_end)
-        )
-        tokens[w.ds] = files_token(files)
+        tokens[w.ds] = listing.token(landing_days(store, w.input_start, w.input_end))
         seen = (recorded or {}).get(w.ds)
         if seen is not None and seen.files == tokens[w.ds] and seen.token:
             count, content = _parse_token(seen.token)
@@ -149,7 +201,7 @@ def fingerprints(
                 out[w.ds] = Fingerprint(count, content, None, tokens[w.ds])
                 continue
         to_scan.append(w)
-    for ds, fp in _duckdb_fingerprints(store, to_scan, landing).items():
+    for ds, fp in _duckdb_fingerprints(store, to_scan, landing, listing).items():
         out[ds] = Fingerprint(fp.event_count, fp.content_hash, fp.max_loaded_at, tokens[ds])
     return out
 
@@ -175,7 +227,7 @@ def _row_text(sql_cast: str, null: str) -> str:
 
 
 def _duckdb_fingerprints(
-    store: Store, windows: Sequence[Window], landing: Path
+    store: Store, windows: Sequence[Window], landing: Path, listing: _Listing | None = None
 ) -> dict[date, Fingerprint]:
     if not windows:
         return {}
@@ -185,7 +237,7 @@ def _duckdb_fingerprints(
     days: set[date] = set()
     for w in windows:
         days.update(landing_days(store, w.input_start, w.input_end))
-    files = landing_files(landing, store.store_id, days)
+    files = (listing or _Listing(landing, store.store_id)).files(days)
     if not files:
         return result
     con = duckdb.connect(":memory:")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 
 import pendulum
 
@@ -49,11 +50,19 @@ class Window:
         return self.window_end
 
 
+@cache
+def _zone(name: str) -> pendulum.Timezone:
+    """pendulum loads a zone's rules every time it is given a zone by name; planning 100
+    stores x 3 years made that seconds. Loaded once per name here."""
+    return pendulum.timezone(name)
+
+
 def partition_window(timezone: str, ds: date) -> Window:
     """Half-open UTC bounds of the local day ``ds`` in ``timezone``."""
-    start = pendulum.datetime(ds.year, ds.month, ds.day, tz=timezone)
+    tz = _zone(timezone)
+    start = pendulum.datetime(ds.year, ds.month, ds.day, tz=tz)
     nxt = ds + timedelta(days=1)
-    end = pendulum.datetime(nxt.year, nxt.month, nxt.day, tz=timezone)
+    end = pendulum.datetime(nxt.year, nxt.month, nxt.day, tz=tz)
     return Window(ds=ds, window_start=_naive_utc(start), window_end=_naive_utc(end))
 
 
@@ -70,13 +79,13 @@ def input_range(windows: Sequence[Window]) -> tuple[datetime, datetime]:
 
 def local_date(timezone: str, moment_utc: datetime) -> date:
     """Store-local date of a naive-UTC instant."""
-    return pendulum.instance(moment_utc, tz="UTC").in_timezone(timezone).date()
+    return pendulum.instance(moment_utc, tz=pendulum.UTC).in_timezone(_zone(timezone)).date()
 
 
 def local_today(timezone: str, now: datetime | None = None) -> date:
     """The store's current local date (default ``ds`` of a scheduled run)."""
-    moment = pendulum.instance(now) if now is not None else pendulum.now("UTC")
-    return moment.in_timezone(timezone).date()
+    moment = pendulum.instance(now) if now is not None else pendulum.now(pendulum.UTC)
+    return moment.in_timezone(_zone(timezone)).date()
 
 
 def last_complete_days(timezone: str, lookback_days: int, now: datetime | None = None):
@@ -95,5 +104,5 @@ def date_range(start: date, end: date) -> list[date]:
 
 
 def _naive_utc(moment: pendulum.DateTime) -> datetime:
-    utc = moment.in_timezone("UTC")
+    utc = moment.in_timezone(pendulum.UTC)
     return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
