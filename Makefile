@@ -18,7 +18,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3.11
 
-.PHONY: help setup lint test test-fast up down deploy demo bench clean
+.PHONY: help setup lint test test-fast up down deploy demo bench load clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,8 +65,11 @@ demo: setup ## The main job on embedded defaults: stack, data, deploy, backfill,
 	$(MAKE) --no-print-directory deploy
 	$(BIN)/python -m clickstream.demo --days $(DEMO_DAYS) --events-per-day $(DEMO_EVENTS)
 
-bench: setup ## Benchmarks -> bench/RESULTS.md
+bench: setup ## Benchmarks (makespan, overhead, planner, incremental, modes, load) -> bench/RESULTS.md
 	$(BIN)/python -m bench.run
+
+load: setup ## Load run: 8 stores x 30 days through one backfill -> its section of bench/RESULTS.md
+	$(BIN)/python -m bench.load
 
 clean: down ## Remove generated state (.clickstream/, dbt target)
 	rm -rf .clickstream dbt/target dbt/logs

@@ -1,73 +1,133 @@
 """Incremental cost: building day 60 on top of 59 days of history vs building day 1.
 
-dbt only (no Prefect): the exact ``dbt build`` command line the store flow runs
-(``clickstream.dbt_args``), invoked in-process with dbt's programmatic runner on the DuckDB
-target, one store, generated data. For each build it records the whole invocation (parse +
-run) and dbt's own execution time (``elapsed_time`` of the run results, nodes only).
+dbt only (no Prefect server): each build is what the store flow runs for one invocation
+(clickstream.store_run): ``dbt_build_args(store, landing_dir, project_dir, target_path,
+full_refresh)`` with the store's private target path, the partition spec of its days
+(``spec_environment(store, partition_windows(...))``) and the warehouse folder set in
+``os.environ`` during the invocation, through clickstream.dbt_run's lean mode
+(prefect-dbt's PrefectDbtRunner outside any run context). Asset events are not emitted here
+(there is no server). The target path persists from one build to the next as it does for a
+store, so dbt's partial parsing carries over between builds (the per-partition values are in
+the environment, not in ``--vars``). One store, generated data. For each build it records the
+whole invocation (parse + run) and dbt's node execution time (what the ledger records).
 
 - day 1: on an empty warehouse, ``repeats`` times (a fresh warehouse each time)
 - history: days 1..59 built in order into one warehouse
 - day 60: on top of that history, ``repeats`` times (delete+insert, so repeats are equal work)
-- full refresh: one ``--full-refresh`` invocation on day 60, and the cost of rebuilding
-  all 60 days partition by partition (what reprocessing everything means here)
+- full refresh: what the store flow's ``full_refresh=True`` does on that warehouse: rebuild
+  every day the ledger knows (all 60) in invocations of at most 31 days, the first one with
+  ``--full-refresh`` (clickstream.store_run.invocations)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from unittest import mock
 
 from clickstream import paths
-from clickstream.dbt_args import dbt_build_args
+from clickstream.dbt_args import dbt_build_args, spec_environment
 from clickstream.generate import generate
 from clickstream.registry import load_registry
-from clickstream.windows import partition_window
+from clickstream.store_run import MAX_DAYS_PER_RUN, invocations
+from clickstream.warehouse import dbt_environment
+from clickstream.windows import partition_windows
 
 STORE = "us-flagship"
+NO_SERVER = "http://127.0.0.1:9/api"  # nothing listens there
+log = logging.getLogger("bench.incremental")
 
 
 def run(days: int = 60, events_per_day: int = 20_000, repeats: int = 3) -> dict:
-    from dbt.cli.main import dbtRunner
+    """Measure in a child process whose Prefect settings name no server from the start (lean
+    mode invokes dbt in an empty context, where only the process-wide settings apply)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "incremental.json"
+        subprocess.run(
+            [
+                sys.executable, "-m", "bench.incremental", "--days", str(days),
+                "--events-per-day", str(events_per_day), "--repeats", str(repeats),
+                "--json", str(out),
+            ],
+            env={**os.environ, "PREFECT_API_URL": NO_SERVER},
+            check=True,
+        )  # fmt: skip
+        return json.loads(out.read_text())
+
+
+def measure(days: int, events_per_day: int, repeats: int) -> dict:
+    from clickstream import dbt_run
 
     root = Path(tempfile.mkdtemp(prefix="clickstream-incr-"))
     saved = dict(os.environ)
     store = load_registry().get(STORE)
     start = date(2026, 1, 1)
     last = start + timedelta(days=days - 1)
+    target = root / "dbt-target" / store.store_id  # private to the store, kept across builds
     try:
         os.environ["CLICKSTREAM_STATE_DIR"] = str(root / "state")
+        for var in ("CLICKSTREAM_LANDING_DIR", "CLICKSTREAM_WAREHOUSE_DIR"):
+            os.environ.pop(var, None)
         generate([store], start, last, events_per_day)
 
-        def build(ds: date, warehouse: Path, full_refresh: bool = False) -> tuple[float, float]:
-            warehouse.mkdir(parents=True, exist_ok=True)
-            os.environ["CLICKSTREAM_WAREHOUSE_DIR"] = str(warehouse)
+        # One warehouse folder, as for a store (dbt's partial parsing keys on the profile,
+        # and the profile names the warehouse file): "fresh" empties it.
+        warehouse = paths.warehouse_dir()
+
+        def fresh() -> None:
+            shutil.rmtree(warehouse, ignore_errors=True)
+            warehouse.mkdir(parents=True)
+
+        def build(build_days: list[date], full_refresh: bool = False) -> tuple[float, float]:
             args = dbt_build_args(
                 store,
-                partition_window(store.timezone, ds),
                 landing_dir=paths.landing_dir(),
                 project_dir=paths.dbt_project_dir(),
-                target_path=root / "target",
+                target_path=target,
                 full_refresh=full_refresh,
             )
+            env = {
+                **dbt_environment(),
+                **spec_environment(store, partition_windows(store.timezone, build_days)),
+            }
+            os.environ.update(env)
             t = time.perf_counter()
-            # Full parse every time, as in production (the window vars differ per partition).
-            res = dbtRunner().invoke([*args, "--quiet", "--no-partial-parse"])
-            total = time.perf_counter() - t
-            if not res.success:
-                raise RuntimeError(f"dbt build {ds} failed: {res.exception}")
-            return total, float(res.result.elapsed_time)
+            try:
+                outcome = dbt_run.invoke_dbt(
+                    args, mode="lean", project_dir=paths.dbt_project_dir(), logger=log
+                )
+            finally:
+                total = time.perf_counter() - t
+                for k in env:
+                    os.environ.pop(k, None)
+            return total, outcome.execution_seconds
 
-        build(start, root / "warm-up")  # first dbt call in a process pays one-off setup
-        day1 = [build(start, root / f"empty-{i}") for i in range(repeats)]
-        history_wh = root / "history"
-        history = [build(start + timedelta(days=i), history_wh) for i in range(days - 1)]
-        day_n = [build(last, history_wh) for _ in range(repeats)]
-        full = build(last, history_wh, full_refresh=True)
+        # No server here: the asset events lean mode emits after a build are left out; the
+        # runner's API client (made, not used for this profile) names a closed port.
+        with mock.patch.object(dbt_run, "_emit_asset_events", lambda *a, **k: None):
+            fresh()
+            build([start])  # the first dbt call in a process pays one-off setup and a full parse
+            day1 = []
+            for _ in range(repeats):
+                fresh()
+                day1.append(build([start]))
+            fresh()
+            history = [build([start + timedelta(days=i)]) for i in range(days - 1)]
+            day_n = [build([last]) for _ in range(repeats)]
+            # The store flow's full refresh: every day the ledger knows, <= 31 per invocation.
+            every_day = [start + timedelta(days=i) for i in range(days)]
+            groups = invocations(every_day, MAX_DAYS_PER_RUN)
+            full = [build(g, full_refresh=n == 0) for n, g in enumerate(groups)]
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -86,6 +146,19 @@ def run(days: int = 60, events_per_day: int = 20_000, repeats: int = 3) -> dict:
         "dayN_exec": [r[1] for r in day_n],
         "ratio_total": med(day_n, 0) / med(day1, 0),
         "ratio_exec": med(day_n, 1) / med(day1, 1),
-        "full_refresh_total": full[0],
+        "full_refresh_invocations": len(full),
+        "full_refresh_total": sum(r[0] for r in full),
+        "full_refresh_exec": sum(r[1] for r in full),
         "rebuild_all_total": sum(r[0] for r in history) + med(day_n, 0),
+        "rebuild_all_exec": sum(r[1] for r in history) + med(day_n, 1),
     }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--events-per-day", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, required=True)
+    a = parser.parse_args()
+    a.json.write_text(json.dumps(measure(a.days, a.events_per_day, a.repeats)))

@@ -1,11 +1,27 @@
-"""Smoke run of `make bench` on a tiny grid: it runs end to end (its own stack, both
-strategies, the dbt incremental run, the planner) and writes a well-formed results file
-and the Gantt PNGs. Speed is what `make bench` measures; nothing here asserts a time."""
+"""Smoke run of `make bench` on a tiny grid: it runs end to end (its own stack, the three
+strategies with 1 and 7 days per child run and the seed pattern, the Prefect database
+measurements, full vs lean mode, the dbt incremental run, the planner) and writes a
+well-formed results file and the Gantt PNGs. Speed is what `make bench` measures; nothing
+here asserts a time. The load section (`make load`) is not run here."""
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
+from bench import load
 from bench import run as bench_run
-from bench.analysis import ChildTiming, ideal_makespan, max_overlap, overhead_breakdown, percentile
+from bench.analysis import (
+    ChildTiming,
+    child_timings,
+    ideal_makespan,
+    max_overlap,
+    overhead_breakdown,
+    percentile,
+)
+from bench.prefect_db import DbSnapshot, growth
+from clickstream.ledger import BuildRecord
 
 
 def test_ideal_makespan_is_bounded_by_the_global_limit_or_the_longest_store():
@@ -25,15 +41,61 @@ def test_percentile_and_overlap():
 
 def test_overhead_breakdown_splits_wall_time():
     child = ChildTiming(
-        "a", "d", "COMPLETED", created=0, start=1, end=10, work_start=2, work_end=8, body_start=1.5
-    )
+        "a", "d", "COMPLETED", created=0, start=1, end=10, work_start=2, work_end=8,
+        slot_request=1.5,
+    )  # fmt: skip
     nxt = ChildTiming(
         "a", "e", "COMPLETED", created=10.5, start=11, end=20, work_start=12, work_end=19
     )
     out = overhead_breakdown([child, nxt])
     assert out["overhead"]["max"] == pytest.approx(4)  # 10 wall - 6 work
     assert out["pickup"]["min"] == pytest.approx(0.5)
+    assert out["setup"]["median"] == pytest.approx(0.5)  # Running 1 -> slot requested 1.5
+    assert out["slot"]["median"] == pytest.approx(0.5)  # slot requested 1.5 -> dbt 2
     assert out["refill"]["median"] == pytest.approx(0.5)
+
+
+def test_a_run_of_several_days_is_one_child_with_one_work_interval():
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    at = lambda s: (t0 + timedelta(seconds=s)).replace(tzinfo=None)  # noqa: E731 - naive UTC
+
+    def build(ds, run_id):
+        return BuildRecord(
+            store_id="store-01", ds=ds, status="completed", flow_run_id=run_id,
+            fingerprint="x", built_at=at(20), started_at=at(3), work_started_at=at(5),
+            work_ended_at=at(12), dbt_node_seconds=1.5,
+        )  # fmt: skip
+
+    days = [date(2026, 9, 1) + timedelta(days=n) for n in range(7)]
+    run = SimpleNamespace(
+        id="r1",
+        parameters={"store_id": "store-01", "ds": "2026-09-01", "ds_end": "2026-09-07"},
+        state_type=SimpleNamespace(value="COMPLETED"),
+        created=t0 + timedelta(seconds=1),
+        start_time=t0 + timedelta(seconds=2),
+        end_time=t0 + timedelta(seconds=13),
+    )
+    (child,) = child_timings([run], [build(d, "r1") for d in days], t0)
+    assert (child.ds, child.days) == ("2026-09-01..2026-09-07", 7)
+    assert (child.work_start, child.work_end, child.work) == (5, 12, 7)  # one interval
+    assert child.node_seconds == pytest.approx(7 * 1.5)
+    assert child.slot_request == 3 and child.wall == 12
+
+
+def test_database_growth_is_a_difference_of_snapshots():
+    before = DbSnapshot(1000, 5000, {"flow_run": 2, "log": 10}, {"logs": 100, "events": 0})
+    after = DbSnapshot(9000, 5000, {"flow_run": 6, "log": 50}, {"logs": 500, "events": 4000})
+    g = growth(before, after, 6.0)
+    assert (g.used_bytes, g.file_bytes, g.rows) == (8000, 0, {"flow_run": 4, "log": 40})
+    per = g.per(4)
+    assert per.used_bytes == 2000 and per.rows["log"] == 10 and per.group_bytes["events"] == 1000
+
+
+def test_the_load_section_is_replaced_in_place(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# x\n\n{load.BEGIN}\nold\n{load.END_MARK}\n\n## after\n")
+    load.update_results(results, f"{load.BEGIN}\nnew\n{load.END_MARK}")
+    assert results.read_text() == f"# x\n\n{load.BEGIN}\nnew\n{load.END_MARK}\n\n## after\n"
 
 
 def test_bench_smoke_writes_results_and_pictures(tmp_path):
@@ -43,15 +105,23 @@ def test_bench_smoke_writes_results_and_pictures(tmp_path):
     assert text.startswith("# Benchmark results")
     assert "Reproduce from a clean clone: `make bench`" in text
     for section in (
+        "## Targets: met or missed",
         "## 1. Makespan",
         "## 2. Dispatch overhead",
         "## 3. Planner scale",
         "## 4. Incremental cost",
+        "## 5. A regular run",
+        "## 6. Load",
     ):
         assert section in text
-    assert "| ours | 1 |" in text and "| seed | 1 |" in text
-    assert "3,288 partitions (3 stores x 3 years)" in text  # 3 x 1096 local days
-    for name in ("ours", "seed"):
-        png = tmp_path / f"gantt-{name}.png"
+    for strategy in ("ours-d1", "ours-d7", "seed"):
+        assert f"| {strategy} | " in text
+        png = tmp_path / f"gantt-{strategy}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert f"![{name}](gantt-{name}.png)" in text
+        assert f"![{strategy}](gantt-{strategy}.png)" in text
+    # The database was measured: every strategy wrote bytes and flow runs.
+    rows = re.findall(r"^\| (ours-d1|ours-d7|seed) \| ([\d,.]+) KB \| ([\d.]+) \|", text, re.M)
+    assert {r[0] for r in rows} == {"ours-d1", "ours-d7", "seed"}
+    assert all(float(r[1].replace(",", "")) > 0 and float(r[2]) > 0 for r in rows)
+    assert "3,288 partitions (3 stores x 3 years" in text  # 3 x 1096 local days
+    assert (tmp_path / "timings.csv").read_text().startswith("strategy,store_id,days,")
