@@ -1,8 +1,8 @@
 """`make demo`: the main job on embedded defaults, after `make up` and `make deploy`.
 
 Lands two weeks of synthetic events for every example store, backfills them through the
-deployed orchestrator (the same path as the UI and the nightly schedule), prints the grid
-and leaves the stack up for exploring.
+deployed orchestrator (the same path as the UI and the nightly schedule), seven days per
+child run, prints the grid and leaves the stack up for exploring.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("2/2 backfill through the deployed orchestrator")
     cli = str(Path(sys.executable).with_name("clickstream"))
-    code = subprocess.call([cli, "backfill", "--start", str(start), "--end", str(end)])
+    code = subprocess.call(
+        [cli, "backfill", "--start", str(start), "--end", str(end), "--days-per-run", "7"]
+    )
 
     from prefect.settings import PREFECT_API_URL
 
