@@ -8,7 +8,14 @@ from uuid import UUID
 
 import pytest
 
-from tests.e2e_stack import DBT_GLOBAL_LIMIT, max_overlap, parent_run_id, state_of, wait_for
+from tests.e2e_stack import (
+    DBT_GLOBAL_LIMIT,
+    dbt_overlap,
+    max_overlap,
+    parent_run_id,
+    state_of,
+    wait_for,
+)
 from tests.test_e2e_backfill import partition, runs_in
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +69,6 @@ def test_overlapping_backfills_do_each_partition_once_within_limits(e2e):
 
     with state_of(e2e):
         builds = ledger.read_builds(None, start, end)
-    work = [(b.work_started_at, b.work_ended_at) for b in builds.values()]
-    assert len(work) == 9 and all(a and b for a, b in work)
-    assert max_overlap(work) <= DBT_GLOBAL_LIMIT
+    assert len(builds) == 9
+    assert all(b.work_started_at and b.work_ended_at for b in builds.values())
+    assert dbt_overlap(builds.values()) <= DBT_GLOBAL_LIMIT

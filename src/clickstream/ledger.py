@@ -16,9 +16,11 @@ Tables
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -26,6 +28,7 @@ from typing import NamedTuple
 
 from sqlalchemy import (
     Column,
+    Connection,
     Date,
     DateTime,
     Engine,
@@ -44,8 +47,9 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from clickstream import paths
 
@@ -93,6 +97,16 @@ partition_dispatches = Table(
     # When the orchestrator decided to build it (its plan): the child skips a day another
     # run built after this moment from the same data.
     Column("planned_at", DateTime),
+)
+
+# One row per store: a dispatch decision updates it first, which takes a row lock on
+# Postgres and the write lock on SQLite, so two orchestrators deciding about the same store
+# take turns (see dispatch_claim).
+dispatch_locks = Table(
+    "dispatch_locks",
+    metadata,
+    Column("store_id", String(40), primary_key=True),
+    Column("locked_at", DateTime, nullable=False),
 )
 
 schedule_pauses = Table(
@@ -207,16 +221,24 @@ def _upsert(table: Table, row: dict, keys: Iterable[str]) -> None:
     _upsert_many(table, [row], keys)
 
 
-def _upsert_many(table: Table, rows: list[dict], keys: Iterable[str]) -> None:
-    eng = engine()
+def _upsert_many(
+    table: Table, rows: list[dict], keys: Iterable[str], conn: Connection | None = None
+) -> None:
     key_names = list(keys)
 
+    def write(c: Connection) -> None:
+        for row in rows:
+            cond = and_(*[table.c[k] == row[k] for k in key_names])
+            c.execute(delete(table).where(cond))
+        c.execute(table.insert(), rows)
+
+    if conn is not None:
+        write(conn)
+        return
+
     def run():
-        with eng.begin() as conn:
-            for row in rows:
-                cond = and_(*[table.c[k] == row[k] for k in key_names])
-                conn.execute(delete(table).where(cond))
-            conn.execute(table.insert(), rows)
+        with engine().begin() as c:
+            write(c)
 
     _retrying(run)
 
@@ -253,9 +275,13 @@ def read_builds(
     store_ids: Iterable[str] | None = None,
     start: date | None = None,
     end: date | None = None,
+    conn: Connection | None = None,
 ) -> dict[tuple[str, date], BuildRecord]:
     stmt = _in_range(select(partition_builds), partition_builds, store_ids, start, end)
-    with engine().connect() as conn:
+    if conn is None:
+        with engine().connect() as c:
+            rows = c.execute(stmt).mappings().all()
+    else:
         rows = conn.execute(stmt).mappings().all()
     return {(r["store_id"], r["ds"]): BuildRecord(**r) for r in rows}
 
@@ -319,11 +345,30 @@ def record_dispatch(record: DispatchRecord) -> None:
     record_dispatches([record])
 
 
-def record_dispatches(records: Iterable[DispatchRecord]) -> None:
+def record_dispatches(records: Iterable[DispatchRecord], conn: Connection | None = None) -> None:
     """One row per day of a child run (a multi-day run writes one row for each of its days)."""
     rows = [r.__dict__.copy() for r in records]
     if rows:
-        _upsert_many(partition_dispatches, rows, ["store_id", "ds", "attempt"])
+        _upsert_many(partition_dispatches, rows, ["store_id", "ds", "attempt"], conn)
+
+
+@contextmanager
+def dispatch_claim(store_id: str) -> Iterator[Connection]:
+    """A transaction in which one orchestrator decides what to dispatch for a store and
+    records it; others deciding about the same store wait for it to commit, then see it.
+
+    Read the store's dispatch rows and record new ones through the connection it yields.
+    Keep it short: it holds a row lock (Postgres) or the database's write lock (SQLite)."""
+    eng = engine()
+    with contextlib.suppress(IntegrityError), eng.begin() as conn:
+        conn.execute(dispatch_locks.insert().values(store_id=store_id, locked_at=utcnow()))
+    with eng.begin() as conn:
+        conn.execute(
+            update(dispatch_locks)
+            .where(dispatch_locks.c.store_id == store_id)
+            .values(locked_at=utcnow())
+        )
+        yield conn
 
 
 def _latest_dispatch_stmt(columns, store_ids, start, end):
@@ -351,10 +396,14 @@ def read_latest_dispatches(
     store_ids: Iterable[str] | None = None,
     start: date | None = None,
     end: date | None = None,
+    conn: Connection | None = None,
 ) -> dict[tuple[str, date], DispatchRecord]:
     """The highest attempt dispatched per partition."""
     stmt = _latest_dispatch_stmt([partition_dispatches], store_ids, start, end)
-    with engine().connect() as conn:
+    if conn is None:
+        with engine().connect() as c:
+            rows = c.execute(stmt).mappings().all()
+    else:
         rows = conn.execute(stmt).mappings().all()
     return {(r["store_id"], r["ds"]): DispatchRecord(**r) for r in rows}
 

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -73,6 +73,10 @@ from clickstream.source import Recorded, fingerprints
 from clickstream.warehouse import MartView, read_mart_view
 from clickstream.windows import partition_windows
 
+# Another orchestrator claims days and creates their run a moment later; a claim with no run
+# after this long belongs to an orchestrator that died in between, and is taken over.
+CLAIM_WITHOUT_RUN_TIMEOUT = timedelta(seconds=60)
+
 
 def poll_seconds() -> float:
     """How often the orchestrator looks at its children (read per call: warm-forked runs)."""
@@ -89,6 +93,7 @@ class Snapshot:
     in_flight_runs: dict[PartitionKey, str]  # partition -> flow run id (several days may share one)
     mart: MartView = field(default_factory=MartView)
     taken_at: datetime = field(default_factory=ledger.utcnow)
+    active_runs: set[str] = field(default_factory=set)  # store runs not ended when planning
 
     def warehouse_note(self) -> str:
         """What the plan could and could not check against the warehouse, in a line."""
@@ -196,7 +201,9 @@ async def take_snapshot(
         mart_counts={k: (r.events, r.sessions) for k, r in mart.rows.items()},
         mart_checked=mart.checked,
     )
-    return Snapshot(states, builds, known_runs, in_flight, mart, taken_at)
+    return Snapshot(
+        states, builds, known_runs, in_flight, mart, taken_at, {str(r.id) for r in active}
+    )
 
 
 def flow_run_url(flow_run_id: str | None) -> str:
@@ -240,6 +247,7 @@ class Dispatcher:
         self.max_in_flight_seen = 0
         self.child_runs = 0
         self.ended_runs: set[str] = set()
+        self.run_ended: dict[str, bool | None] = {}  # see _look_up_runs
 
     # -- progress -------------------------------------------------------------------------
     @property
@@ -275,53 +283,87 @@ class Dispatcher:
             self.in_flight[run_id] = InFlight(sid, days, None, time.monotonic())
             self.logger.info("adopting in-flight run %s for %s %s", run_id, sid, batch_label(days))
 
-    async def _attempt_for(self, key: PartitionKey, disp: ledger.DispatchRecord | None) -> int:
+    def _attempt_for(self, key: PartitionKey, disp: ledger.DispatchRecord | None) -> int:
         """The attempt to dispatch ``key`` with, given its latest dispatch in the ledger."""
         if key in self.attempts_used:  # dispatched by this run: its run exists
             return next_attempt(self.latest_attempt[key], True)
         if disp is None:
             return next_attempt(None, False)
         # A dispatch from the ledger may have no run: the orchestrator that wrote it died
-        # before creating it. Then the same attempt (the same key) is used again.
-        exists = disp.flow_run_id is not None and (
-            disp.flow_run_id in self.snapshot.known_runs
-            or bool(
-                await with_api_retries(
-                    lambda: read_flow_runs_by_id(self.client, [disp.flow_run_id]),
-                    what="reading a dispatched run",
-                    logger=self.logger,
-                )
-            )
+        # before creating it. Then the same attempt (the same key) is used again. A run not
+        # looked up (it appeared after _look_up_runs) is taken to exist: at worst an attempt
+        # number is skipped, never a key reused for a run that ended.
+        run_id = disp.flow_run_id
+        exists = run_id is not None and (
+            run_id in self.snapshot.known_runs or self.run_ended.get(run_id, True) is not None
         )
         return next_attempt(disp.attempt, exists)
 
-    async def _submit(
-        self, sid: str, batch: Batch, dispatches: dict[PartitionKey, ledger.DispatchRecord]
+    async def _look_up_runs(self, sid: str, batch: Batch) -> None:
+        """Read (through the API, outside any ledger lock) the runs the ledger's latest
+        dispatches of these days name that this orchestrator knows nothing about yet: whether
+        each exists, and whether it has ended. ``run_ended`` maps a run to True (ended),
+        False (live when read) or None (no such run)."""
+        dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1])
+        ids = {
+            d.flow_run_id
+            for d in dispatches.values()
+            if d.flow_run_id
+            and d.flow_run_id not in self.in_flight
+            and d.flow_run_id not in self.ended_runs
+            and not self.run_ended.get(d.flow_run_id)
+        }
+        if not ids:
+            return
+        runs = await with_api_retries(
+            lambda: read_flow_runs_by_id(self.client, ids),
+            what="reading dispatched runs",
+            logger=self.logger,
+        )
+        for run_id in ids:
+            run = runs.get(run_id)
+            self.run_ended[run_id] = None if run is None else run.state_type in TERMINAL
+
+    async def _submit_ready(self) -> None:
+        for sid, batch in self.scheduler.next_batch():
+            await self._look_up_runs(sid, batch)
+            # Decide and record inside the store's dispatch claim (ledger only, no API call:
+            # it is held for milliseconds): another orchestrator deciding about this store
+            # waits, then sees what this one took.
+            with ledger.dispatch_claim(sid) as conn:
+                dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1], conn=conn)
+                builds = ledger.read_builds([sid], batch[0], batch[-1], conn=conn)
+                mine = self._claim(sid, batch, dispatches, builds)
+                if not mine:
+                    continue
+                keys = [(sid, ds) for ds in mine]
+                attempt = max(self._attempt_for(k, dispatches.get(k)) for k in keys)
+                records = [
+                    ledger.DispatchRecord(
+                        store_id=sid,
+                        ds=ds,
+                        attempt=attempt,
+                        idempotency_key=idempotency_key(sid, mine, attempt),
+                        flow_run_id=None,
+                        orchestrator_run_id=self.orchestrator_run_id,
+                        submitted_at=ledger.utcnow(),
+                        planned_at=self.snapshot.taken_at,
+                    )
+                    for ds in mine
+                ]
+                ledger.record_dispatches(records, conn=conn)
+            await self._create_run(sid, mine, attempt, records)
+
+    async def _create_run(
+        self, sid: str, batch: Batch, attempt: int, records: list[ledger.DispatchRecord]
     ) -> None:
-        keys = [(sid, ds) for ds in batch]
-        attempt = max([await self._attempt_for(k, dispatches.get(k)) for k in keys])
-        key_str = idempotency_key(sid, batch, attempt)
-        records = [
-            ledger.DispatchRecord(
-                store_id=sid,
-                ds=ds,
-                attempt=attempt,
-                idempotency_key=key_str,
-                flow_run_id=None,
-                orchestrator_run_id=self.orchestrator_run_id,
-                submitted_at=ledger.utcnow(),
-                planned_at=self.snapshot.taken_at,
-            )
-            for ds in batch
-        ]
-        ledger.record_dispatches(records)
         run = await with_api_retries(
             lambda: run_deployment(
                 name=f"{DBT_FLOW_NAME}/{sid}",
                 parameters=child_parameters(sid, batch),
                 timeout=0,
                 as_subflow=True,
-                idempotency_key=key_str,
+                idempotency_key=records[0].idempotency_key,
                 flow_run_name=child_run_name(sid, batch, attempt),
                 tags=child_tags(sid, batch),
             ),
@@ -330,9 +372,9 @@ class Dispatcher:
         )
         ledger.record_dispatches([replace(r, flow_run_id=str(run.id)) for r in records])
         run_id = str(run.id)
-        for k in keys:
-            self.latest_attempt[k] = attempt
-            self.attempts_used[k] = self.attempts_used.get(k, 0) + 1
+        for ds in batch:
+            self.latest_attempt[(sid, ds)] = attempt
+            self.attempts_used[(sid, ds)] = self.attempts_used.get((sid, ds), 0) + 1
         self.scheduler.occupy(sid, run_id)
         self.in_flight[run_id] = InFlight(sid, batch, attempt, time.monotonic())
         self.child_runs += 1
@@ -341,40 +383,47 @@ class Dispatcher:
             "dispatched %s %s attempt %s -> %s", sid, batch_label(batch), attempt, run.name
         )
 
-    async def _submit_ready(self) -> None:
-        for sid, batch in self.scheduler.next_batch():
-            dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1])
-            mine = self._claim(sid, batch, dispatches)
-            if mine:
-                await self._submit(sid, mine, dispatches)
+    def _ended(self, run_id: str) -> bool:
+        """The run is known to have ended (or never existed): it ended before this backfill
+        planned (it recorded a build and was not active then), or a look-up found it ended."""
+        if run_id in self.snapshot.known_runs and run_id not in self.snapshot.active_runs:
+            return True
+        return self.run_ended.get(run_id, False) is not False
 
     def _claim(
-        self, sid: str, batch: Batch, dispatches: dict[PartitionKey, ledger.DispatchRecord]
+        self,
+        sid: str,
+        batch: Batch,
+        dispatches: dict[PartitionKey, ledger.DispatchRecord],
+        builds: dict[PartitionKey, ledger.BuildRecord],
     ) -> Batch | None:
-        """The days of ``batch`` still ours to build, checked against the ledger right before
-        the run is created.
+        """The days of ``batch`` still ours to build, from the ledger as it is right now.
 
         Another trigger (a second backfill, the nightly catch-up) may have dispatched or built
         some of these days since this orchestrator planned: those are adopted (we wait for
         that run) or counted as built, never built again. Idempotency keys alone cannot catch
-        this once runs cover different sets of days. What is left is submitted as one run if
-        it is still consecutive; other pieces go back to the head of the lane.
+        this once runs cover different sets of days. A day another trigger has just claimed
+        but not yet created a run for is tried again on the next round. What is left is
+        submitted as one run if it is still consecutive; other pieces go back to the head of
+        the lane.
         """
         planned_at = self.snapshot.taken_at
-        builds = ledger.read_builds([sid], batch[0], batch[-1])
+        now = ledger.utcnow()
         mine: list[date] = []
+        later: list[date] = []
         theirs: dict[str, list[date]] = {}
         for ds in batch:
             disp = dispatches.get((sid, ds))
             build = builds.get((sid, ds))
-            if (
-                disp is not None
-                and disp.flow_run_id
-                and disp.orchestrator_run_id != self.orchestrator_run_id
-                and disp.submitted_at >= planned_at
-                and disp.flow_run_id not in self.ended_runs  # adopted once already
-            ):
-                theirs.setdefault(disp.flow_run_id, []).append(ds)
+            other = disp is not None and disp.orchestrator_run_id != self.orchestrator_run_id
+            run_id = disp.flow_run_id if disp is not None else None
+            if other and run_id and run_id not in self.ended_runs and not self._ended(run_id):
+                # Another trigger's run of this day that may still be going, whenever it
+                # was dispatched (also just before this backfill planned, too late for the
+                # plan to see its run): wait for it rather than build the day again.
+                theirs.setdefault(run_id, []).append(ds)
+            elif other and not run_id and now - disp.submitted_at < CLAIM_WITHOUT_RUN_TIMEOUT:
+                later.append(ds)  # its run is being created right now
             elif (
                 build is not None
                 and build.status == "completed"
@@ -401,11 +450,13 @@ class Dispatcher:
             self.scheduler.occupy(sid, run_id)
             self.in_flight[run_id] = InFlight(sid, tuple(days), None, time.monotonic())
         pieces = group_runs(mine, "oldest_first", len(batch)) if mine else []
-        if theirs or len(pieces) > 1:
-            # The lane is busy with an adopted run, or the days no longer form one run.
-            back = pieces if theirs else pieces[1:]
-            self.scheduler.lanes.setdefault(sid, [])[:0] = back
-            return None if theirs else pieces[0]
+        pieces += [(ds,) for ds in later]
+        if theirs or later or len(pieces) > 1:
+            # The lane is busy with an adopted run, waits for another trigger's run to
+            # appear, or its days no longer form one run: what is not submitted now goes back.
+            submit = pieces[0] if mine and not theirs else None
+            self.scheduler.lanes.setdefault(sid, [])[:0] = [p for p in pieces if p != submit]
+            return submit
         return pieces[0] if pieces else None
 
     async def _finish(self, run_id: str, run: FlowRun) -> None:
