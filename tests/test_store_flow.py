@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -183,6 +185,21 @@ def test_lean_mode_makes_no_task_and_logs_each_node(state):
         assert f"{node}: " in text, node
     events = eventually(lambda: asset_events(run_id), "asset events")
     assert len(events) == 3 and set(events.values()) == {"prefect.asset.materialization.succeeded"}
+    # The build let go of the store's DuckDB file: another process can open it at once.
+    from clickstream.warehouse import duckdb_path
+
+    path = duckdb_path(load_registry().get(STORE))
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb; duckdb.connect({str(path)!r}, read_only=True).close()",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
     # One ledger row per day, each with its own fingerprint and counts.
     builds = ledger.read_builds([STORE], DAYS[1], DAYS[3])
     assert sorted(k[1] for k in builds) == DAYS[1:4]

@@ -244,6 +244,7 @@ def _build(
         dbt_environment,
         dbt_target,
         read_partition_counts,
+        release_dbt_duckdb,
         store_lock,
     )
 
@@ -277,6 +278,8 @@ def _build(
             )
             counts = read_partition_counts(store, inv.days)
         finally:
+            if target == "duckdb":
+                release_dbt_duckdb()
             work["end"] = ledger.utcnow()
             for k, v in saved.items():
                 if v is None:

@@ -101,6 +101,25 @@ def store_lock(store: Store, *, exclusive: bool, wait_seconds: float) -> Iterato
         os.close(fd)  # releases the lock
 
 
+def release_dbt_duckdb() -> None:
+    """Close dbt-duckdb's connection to the store's file.
+
+    dbt-duckdb keeps one DuckDB connection open for the life of the process, to reuse it
+    (``DuckDBConnectionManager._ENV``; dbt-duckdb is pinned exactly). A run's process lives on
+    for a moment after it reports its final state, and while it holds the file, the next build
+    of the store (another process) cannot open it and planning cannot read it. The build calls
+    this while it still holds the store's lock. tests/test_store_flow.py opens the file from
+    another process right after a build, so a dbt-duckdb that changes this fails a test."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # the Postgres-only install has no dbt-duckdb
+        return
+    with DuckDBConnectionManager._LOCK:
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if env is not None:
+        env.close()
+
+
 def _duckdb_read(store: Store, sql: str, params: list) -> list[tuple]:
     import duckdb
 
