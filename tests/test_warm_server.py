@@ -716,3 +716,42 @@ def test_the_stack_puts_each_socket_in_a_fresh_private_directory(tmp_path, monke
             stack.stop("warm-1")
     assert not any(sock.parent.exists() for sock in socks)
     assert all(stack.warm_socket(1) is None for stack in stacks)
+
+
+def test_warming_dbt_leaves_the_server_able_to_fork():
+    """The real preload plus warm_dbt, in a fresh interpreter: dbt parses the project and the
+    process still has exactly one OS thread, so the server may fork (a dbt that starts a
+    lasting thread during a parse fails this test instead of making every run start cold)."""
+    script = (
+        "import json, tempfile, os\n"
+        "from clickstream import paths, warm\n"
+        "warm.preload()\n"
+        "before = set(os.listdir(tempfile.gettempdir()))\n"
+        "msg = warm.warm_dbt(paths.dbt_project_dir())\n"
+        "left = sorted(n for n in set(os.listdir(tempfile.gettempdir())) - before\n"
+        "              if n.startswith('clickstream-warm-dbt-'))\n"
+        "print(json.dumps({'msg': msg, 'threads': warm.thread_count(), 'left': left}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["msg"].startswith("dbt warmed"), result
+    assert result["threads"] == 1, result
+    assert result["left"] == [], result  # the scratch target directory is removed
+
+
+def test_a_socket_counts_as_listening_only_while_a_process_listens(tmp_path):
+    """What `Stack.wait_warm` waits for: a file left by a dead server is not a live server."""
+    from clickstream.stack import unix_socket_listening
+
+    path = tmp_path / "probe.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        assert not unix_socket_listening(path)  # bound, not listening yet
+        sock.listen(1)
+        assert unix_socket_listening(path)
+    finally:
+        sock.close()
+    assert path.exists() and not unix_socket_listening(path)

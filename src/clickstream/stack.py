@@ -195,7 +195,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid = self.pids().get("server")
-            if pid and not _alive(pid):
+            if pid and not process_alive(pid):
                 raise RuntimeError(f"Prefect server exited; see {self.logs / 'server.log'}")
             try:
                 with urllib.request.urlopen(f"{self.cfg.api_url}/health", timeout=2) as r:
@@ -251,7 +251,7 @@ class Stack:
             # itself when the code it preloaded changes (fingerprint check per run).
             running = self.pids().get(f"warm-{n}")
             sock = self.warm_socket(n)
-            if not (running and _alive(running) and sock is not None):
+            if not (running and process_alive(running) and sock is not None):
                 sock = self._new_warm_dir(n) / WARM_SOCKET_NAME
                 # The supervisor (`python -m clickstream.warm SOCKET`) restarts its server
                 # when it dies; stop() ends the whole process group, runs included.
@@ -273,10 +273,30 @@ class Stack:
             env,
         )
 
+    def wait_warm(self, n: int, timeout: float = 120.0) -> bool:
+        """Wait (bounded) until warm server ``n`` listens: it binds its socket only after
+        preloading and warming dbt, and a run launched before that starts cold (correct,
+        but several CPU-seconds dearer). False, with the reason printed, if it does not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock = self.warm_socket(n)
+            pid = self.pids().get(f"warm-{n}")
+            if sock is None or pid is None or not process_alive(pid):
+                print(f"warm server {n} is not running; its worker's runs start cold")
+                return False
+            if unix_socket_listening(sock):
+                return True
+            time.sleep(0.2)
+        print(f"warm server {n} not listening after {timeout:.0f}s; runs start cold until it is")
+        return False
+
     def up(self) -> None:
         self.start_server()
         for n in range(1, self.cfg.workers + 1):
             self.start_worker(n)
+        if self.cfg.warm:
+            for n in range(1, self.cfg.workers + 1):
+                self.wait_warm(n)
         (self.cfg.stack_dir / "stack.json").write_text(
             json.dumps({"api_url": self.cfg.api_url, "ui_url": self.cfg.ui_url}, indent=2)
         )
@@ -299,7 +319,21 @@ class Stack:
         return stopped
 
 
-def _alive(pid: int) -> bool:
+def unix_socket_listening(path: Path) -> bool:
+    """A live process listens on this Unix socket path (Linux: /proc/net/unix lists bound
+    sockets with the listening flag). A file left by a dead server does not count, and no
+    connection is made (the warm server would log it as a rejected client)."""
+    accept_con = 0x10000  # __SO_ACCEPTCON
+    with contextlib.suppress(OSError), open("/proc/net/unix") as f:
+        next(f, None)  # header
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == str(path) and int(fields[3], 16) & accept_con:
+                return True
+    return False
+
+
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -321,6 +355,6 @@ def stop_pid(pid: int, grace: float = 10.0) -> None:
             os.killpg(pid, sig)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not process_alive(pid):
                 return
             time.sleep(0.2)
