@@ -109,4 +109,4 @@ def e2e(tmp_path_factory):
         generate(handle, today - timedelta(days=6), today + timedelta(days=1))
         yield handle
     finally:
-        handle.stack.down()
+        handle.down()

@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +30,8 @@ class E2EStack:
     stack: Stack
     env: dict[str, str]
     log: list[str] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _client: object | None = field(default=None, repr=False)
 
     def run(
         self, *argv: str, timeout: float = 600, check: bool = False
@@ -55,18 +57,45 @@ class E2EStack:
         return self.run(str(BIN / "prefect"), "--no-prompt", *args, **kw)
 
     def api(self, coro_fn):
-        """Run ``coro_fn(client)`` against this stack's API."""
-        from prefect.client.orchestration import get_client
+        """Run ``coro_fn(client)`` against this stack's API.
+
+        One event loop thread and one client per stack, kept for its life: tests poll the
+        API thousands of times, and a fresh loop, thread and client (with its TLS context)
+        per call cost more CPU than the request. Callers may run an event loop of their own
+        (Playwright's sync API does): the coroutine runs on the stack's thread either way."""
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        async def go():
-            with temporary_settings({PREFECT_API_URL: self.cfg.api_url}):
-                async with get_client() as client:
-                    return await coro_fn(client)
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, name="e2e-api", daemon=True).start()
 
-        # Its own thread: callers may already run an event loop (Playwright's sync API does).
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, go()).result()
+        async def go():
+            from prefect.client.orchestration import get_client
+
+            with temporary_settings({PREFECT_API_URL: self.cfg.api_url}):
+                if self._client is None:
+                    self._client = get_client()
+                    await self._client.__aenter__()
+                return await coro_fn(self._client)
+
+        return asyncio.run_coroutine_threadsafe(go(), self._loop).result()
+
+    def close_api(self) -> None:
+        loop, client = self._loop, self._client
+        self._loop = self._client = None
+        if loop is None:
+            return
+        if client is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(client.__aexit__(None, None, None), loop).result(
+                    timeout=10
+                )
+        loop.call_soon_threadsafe(loop.stop)
+
+    def down(self) -> None:
+        """Stop the stack by PID (and this test process's API client)."""
+        self.close_api()
+        self.stack.down()
 
 
 def start_e2e_stack(
@@ -141,6 +170,17 @@ async def child_runs(client, since=None):
     if since is not None:
         runs = [r for r in runs if r.created and r.created >= since]
     return runs
+
+
+def work_intervals(builds) -> list[tuple]:
+    """dbt work intervals from ledger builds, one per dbt invocation: the days a multi-day
+    run built share theirs, and must count once when measuring overlap."""
+    return sorted({(b.flow_run_id, b.work_started_at, b.work_ended_at) for b in builds})
+
+
+def dbt_overlap(builds) -> int:
+    """Most dbt invocations at work at one instant (from the ledger)."""
+    return max_overlap([(start, end) for _, start, end in work_intervals(builds)])
 
 
 def queue_sample(handle: E2EStack) -> tuple[int, int]:

@@ -98,6 +98,7 @@ def test_the_load_section_is_replaced_in_place(tmp_path):
     assert results.read_text() == f"# x\n\n{load.BEGIN}\nnew\n{load.END_MARK}\n\n## after\n"
 
 
+@pytest.mark.bench  # its own stack; run by `make bench-smoke` (CI runs it after make test)
 def test_bench_smoke_writes_results_and_pictures(tmp_path):
     out = tmp_path / "RESULTS.md"
     assert bench_run.main(smoke=True, results=out) == 0

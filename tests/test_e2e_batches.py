@@ -1,7 +1,8 @@
 """Several days per child run (days_per_run), end to end on the shared stack.
 
-The first test doubles as the small load run of `make test`: 3 stores x 9 days at one day
-per run, sampled every second while it runs (the 8 x 30 load run is in `make bench`).
+The first test doubles as the small load run of `make test`: 3 stores x 9 days at four days
+per run, sampled every second while it runs (the 8 x 30 load run is in `make bench`). The
+one-day-per-run path is what every other end-to-end test drives.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from datetime import date, timedelta
+from pathlib import Path
 
+import duckdb
 import pytest
 
 from clickstream.planning import OVERSUBSCRIBE
-from tests.e2e_scenarios import Profile, utcnow
+from tests.e2e_scenarios import DATABASES, MART_COLUMNS, Profile, utcnow
 from tests.e2e_stack import (
     DBT_GLOBAL_LIMIT,
     child_runs,
+    dbt_overlap,
     max_overlap,
     parent_run_id,
     queue_sample,
@@ -45,15 +49,66 @@ def marts(p: Profile, days) -> dict:
     return {s: p.mart(s, days) for s in STORES}
 
 
-def test_one_day_per_run_holds_the_limits_and_equals_runs_of_four_days(e2e):
+def day_by_day_reference(landing: Path, days: list[date], scratch: Path, monkeypatch) -> dict:
+    """The marts a days_per_run 1 build of the same landing data gives: every (store, day)
+    built on its own with dbt (in this process, into a scratch warehouse)."""
+    from dbt.cli.main import dbtRunner
+
+    from clickstream import paths
+    from clickstream.dbt_args import dbt_build_args, spec_environment
+    from clickstream.registry import load_registry
+    from clickstream.warehouse import release_dbt_duckdb
+    from clickstream.windows import partition_windows
+
+    warehouse = scratch / "warehouse"
+    warehouse.mkdir(parents=True)
+    monkeypatch.setenv("CLICKSTREAM_WAREHOUSE_DIR", str(warehouse))
+    registry = load_registry()
+    try:
+        for sid in STORES:
+            store = registry.get(sid)
+            args = dbt_build_args(
+                store,
+                landing_dir=landing,
+                project_dir=paths.dbt_project_dir(),
+                target_path=scratch / "target" / sid,
+            )
+            for ds in days:
+                for key, value in spec_environment(
+                    store, partition_windows(store.timezone, [ds])
+                ).items():
+                    monkeypatch.setenv(key, value)
+                result = dbtRunner().invoke([*args, "--quiet"])
+                assert result.success, (sid, ds, result.exception)
+    finally:
+        release_dbt_duckdb()
+    out = {}
+    for sid in STORES:
+        con = duckdb.connect(str(warehouse / f"{DATABASES[sid]}.duckdb"), read_only=True)
+        try:
+            cur = con.execute(
+                f"select {MART_COLUMNS} from clickstream.clickstream_daily order by ds"
+            )
+            names = [d[0] for d in cur.description]
+            out[sid] = {r[1]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        finally:
+            con.close()
+    return out
+
+
+def test_four_days_per_run_holds_the_limits_and_equals_day_by_day_builds(
+    e2e, tmp_path, monkeypatch
+):
+    from clickstream import ledger
+
     p = Profile(e2e)
     first, last = DAYS[0], DAYS[-1]
 
-    # 1. One day per run, sampled while it runs: the small load run.
+    # 1. 3 stores x 9 days at four days per run, sampled every second while it runs.
     since = utcnow()
     out = e2e.cli(
         "backfill", "--start", str(first), "--end", str(last), "--reprocess", "all",
-        "--no-follow", check=True,
+        "--days-per-run", "4", "--no-follow", check=True,
     )  # fmt: skip
     parent = parent_run_id(out.stdout)
 
@@ -68,51 +123,40 @@ def test_one_day_per_run_holds_the_limits_and_equals_runs_of_four_days(e2e):
         max_waiting, max_in_flight = max(max_waiting, waiting), max(max_in_flight, in_flight)
         time.sleep(1)
     assert e2e.api(parent_state).type.value == "COMPLETED"
-    singles = runs_since(e2e, since)
-    per_partition = Counter((r.parameters["store_id"], d) for r in singles for d in run_days(r))
-    assert len(singles) == 27 and set(per_partition.values()) == {1}  # every partition once
-    assert {r.state_type.value for r in singles} == {"COMPLETED"}
-    for r in singles:
-        (d,) = run_days(r)
-        sid = r.parameters["store_id"]
-        assert r.name == f"backfill-{sid}-{d}-a1"
-        assert set(r.tags) >= {"backfill", sid, f"ds:{d}"}
-        assert r.parent_task_run_id is not None  # linked to the orchestrator (as_subflow)
-    max_parallel = OVERSUBSCRIBE * DBT_GLOBAL_LIMIT
-    by_store = defaultdict(list)
-    for r in singles:
-        by_store[r.parameters["store_id"]].append((r.start_time, r.end_time))
-    assert all(max_overlap(v) == 1 for v in by_store.values())  # one run per store
-    assert max_overlap([(r.start_time, r.end_time) for r in singles]) <= max_parallel
-    assert max_waiting <= max_parallel and max_in_flight <= max_parallel  # a shallow queue
-    from clickstream import ledger
-
-    with state_of(e2e):
-        builds = ledger.read_builds(STORES, first, last)
-    assert len(builds) == 27
-    work = [(b.work_started_at, b.work_ended_at) for b in builds.values()]
-    assert max_overlap(work) <= DBT_GLOBAL_LIMIT  # dbt never above dbt-global
-    one_by_one = marts(p, DAYS)
-
-    # 2. The same partitions again, four days per run: 9 child runs, the same rows.
-    since = utcnow()
-    out = e2e.cli(
-        "backfill", "--start", str(first), "--end", str(last), "--reprocess", "all",
-        "--days-per-run", "4",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "27/27 partitions completed (9 child run(s) created)" in out.stdout
     batches = runs_since(e2e, since)
     assert len(batches) == 9
     assert sorted(len(run_days(r)) for r in batches) == [1, 1, 1, 4, 4, 4, 4, 4, 4]
-    assert all(r.parameters["dbt_mode"] == "lean" for r in batches)
-    assert marts(p, DAYS) == one_by_one  # row by row
+    per_partition = Counter((r.parameters["store_id"], d) for r in batches for d in run_days(r))
+    assert len(per_partition) == 27 and set(per_partition.values()) == {1}  # every day once
+    assert {r.state_type.value for r in batches} == {"COMPLETED"}
+    for r in batches:
+        days, sid = run_days(r), r.parameters["store_id"]
+        label = str(days[0]) if len(days) == 1 else f"{days[0]}..{days[-1]}"
+        assert r.name == f"backfill-{sid}-{label}-a1"
+        assert set(r.tags) >= {"backfill", sid, f"ds:{label}"}
+        assert r.parameters["dbt_mode"] == "lean"
+        assert r.parent_task_run_id is not None  # linked to the orchestrator (as_subflow)
+    max_parallel = OVERSUBSCRIBE * DBT_GLOBAL_LIMIT
+    by_store = defaultdict(list)
+    for r in batches:
+        by_store[r.parameters["store_id"]].append((r.start_time, r.end_time))
+    assert all(max_overlap(v) == 1 for v in by_store.values())  # one run per store
+    assert max_overlap([(r.start_time, r.end_time) for r in batches]) <= max_parallel
+    assert max_waiting <= max_parallel and max_in_flight <= max_parallel  # a shallow queue
     with state_of(e2e):
-        rebuilt = ledger.read_builds(STORES, first, last)
-    assert len(rebuilt) == 27  # one ledger row per day, not per run
-    for key, b in rebuilt.items():
-        assert b.status == "completed" and b.fingerprint == builds[key].fingerprint
-    assert len({b.flow_run_id for b in rebuilt.values()}) == 9
+        builds = ledger.read_builds(STORES, first, last)
+    assert len(builds) == 27  # one ledger row per day, not per run
+    assert all(b.work_started_at and b.work_ended_at for b in builds.values())
+    assert dbt_overlap(builds.values()) <= DBT_GLOBAL_LIMIT  # dbt never above dbt-global
+    for b in builds.values():
+        assert b.status == "completed" and b.fingerprint and b.fingerprint.startswith("v2:")
+    assert len({b.flow_run_id for b in builds.values()} & {str(r.id) for r in batches}) == 9
+
+    # 2. The same rows as building every day on its own, and as an independent recount.
+    reference = day_by_day_reference(p.landing, DAYS, tmp_path, monkeypatch)
+    assert marts(p, DAYS) == reference  # row by row, every column
+    for sid in STORES:
+        p.assert_rows_match_recount(sid, DAYS)
 
     # 3. Resubmitting creates nothing.
     since = utcnow()

@@ -40,28 +40,52 @@ def _read(e2e, run_id):
 
 
 def test_cancelling_the_parent_cancels_children_and_dispatches_nothing_more(e2e):
+    from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
+
     start, end = date(2026, 10, 18), date(2026, 10, 20)
-    out = e2e.cli("backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True)
-    parent = parent_run_id(out.stdout)
-    wait_for(
-        lambda: any(r.state_type.value == "RUNNING" for r in runs_in(e2e, start, end)),
-        timeout=240,
-        what="a child run to start",
-    )
-    e2e.prefect("flow-run", "cancel", str(parent), check=True)
-    wait_for(lambda: _read(e2e, parent).state.is_final(), timeout=120, what="parent to end")
-    assert _read(e2e, parent).state_type.value == "CANCELLED"
-    at_cancel = {r.id for r in runs_in(e2e, start, end)}
-    # Children end (cancelled, or completed if they were just finishing), none are added.
-    wait_for(
-        lambda: all(r.state.is_final() for r in runs_in(e2e, start, end)),
-        timeout=180,
-        what="children to end",
-    )
+
+    # Every dbt-global slot is held here, so the children the backfill starts stay in flight
+    # (running, waiting for a slot) until the cancellation reaches them: on a busy machine a
+    # child could otherwise finish first and the test would prove nothing.
+    async def hold_every_slot(client):
+        limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)
+        resp = await client.increment_concurrency_slots_with_lease(
+            names=[GLOBAL_LIMIT_NAME], slots=limit.limit, mode="concurrency", lease_duration=300
+        )
+        return UUID(resp.json()["lease_id"])
+
+    lease_id = e2e.api(hold_every_slot)
+    try:
+        out = e2e.cli(
+            "backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True
+        )
+        parent = parent_run_id(out.stdout)
+        wait_for(
+            lambda: (
+                len([r for r in runs_in(e2e, start, end) if r.state_type.value == "RUNNING"]) == 3
+            ),
+            timeout=240,
+            what="a child run of every store to start (and wait for a dbt slot)",
+        )
+        e2e.prefect("flow-run", "cancel", str(parent), check=True)
+        wait_for(lambda: _read(e2e, parent).state.is_final(), timeout=120, what="parent to end")
+        assert _read(e2e, parent).state_type.value == "CANCELLED"
+        at_cancel = {r.id for r in runs_in(e2e, start, end)}
+        wait_for(
+            lambda: all(r.state.is_final() for r in runs_in(e2e, start, end)),
+            timeout=180,
+            what="children to end",
+        )
+    finally:
+
+        async def release(client):
+            await client.release_concurrency_slots_with_lease(lease_id)
+
+        e2e.api(release)
     later = runs_in(e2e, start, end)
-    assert {r.id for r in later} == at_cancel
-    assert len(at_cancel) < 9  # it stopped before running the whole backfill
-    assert any(r.state_type.value == "CANCELLED" for r in later)
+    assert {r.id for r in later} == at_cancel  # nothing dispatched after the cancel
+    assert len(at_cancel) == 3  # one per store was in flight; the other six never started
+    assert {r.state_type.value for r in later} == {"CANCELLED"}
 
 
 def test_killed_orchestrator_resubmitted_completes_every_partition_once(e2e):

@@ -144,7 +144,10 @@ def _pick_date(page, name: str, day: date) -> None:
         str(day.day), exact=True
     ).first.click()
     page.get_by_role("button", name="Apply", exact=True).click()
-    assert prop.locator(".p-date-button__value").inner_text() != "Select date"
+    from playwright.sync_api import expect
+
+    # The field re-renders after Apply; wait for it (bounded) rather than read it at once.
+    expect(prop.locator(".p-date-button__value")).not_to_have_text("Select date", timeout=15_000)
 
 
 def _pick_stores(page, stores: list[str]) -> None:
