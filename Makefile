@@ -18,7 +18,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3.11
 
-.PHONY: help setup lint test test-fast up down deploy demo bench load clean
+.PHONY: help setup lint test test-fast bench-smoke up down deploy demo bench load clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,10 +43,13 @@ lint: setup ## ruff lint + format check
 
 test: setup lint ## Everything that proves behaviour: unit, dbt, harness, end to end (CI runs this)
 	$(BIN)/clickstream stores check
-	$(BIN)/pytest -n 2 --durations=25 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --durations=25 -m "not bench" $(PYTEST_ARGS)
 
 test-fast: setup ## Unit tests only: no Prefect server, no worker, no dbt build (seconds)
-	$(BIN)/pytest -m "not e2e and not browser and not postgres and not harness and not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not browser and not postgres and not harness and not slow and not bench" $(PYTEST_ARGS)
+
+bench-smoke: setup ## `make bench` on a tiny grid: the benchmark still runs end to end (CI runs it)
+	$(BIN)/pytest -m bench $(PYTEST_ARGS)
 
 up: setup ## Start a local Prefect server + worker(s) (PROFILE=sqlite|postgres, PORT=4200)
 	$(BIN)/clickstream stack up --port $(PORT) --profile $(PROFILE)
