@@ -202,26 +202,75 @@ def test_a_failing_day_fails_its_whole_batch_and_failed_repairs_it(e2e):
 
 
 def test_a_batch_never_builds_a_day_an_in_flight_run_is_building(e2e):
-    from clickstream import ledger
-
-    store, first, last, busy = "in-mumbai", date(2026, 9, 15), date(2026, 9, 20), date(2026, 9, 17)
-    single = e2e.prefect(
-        "deployment", "run", f"clickstream-dbt-run/{store}", "-p", f"ds={busy}", check=True
-    )
     import re
     from uuid import UUID
 
-    single_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", single.stdout).group(1))
-    since = utcnow()
-    out = e2e.cli(
-        "backfill", "--start", str(first), "--end", str(last), "--stores", store,
-        "--days-per-run", "4", "--reprocess", "all",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from clickstream import ledger
+    from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
+
+    store, first, last, busy = "in-mumbai", date(2026, 9, 15), date(2026, 9, 20), date(2026, 9, 17)
+
+    # Every dbt-global slot is held here until the backfill has planned, so the single-day run
+    # is still in flight (running, waiting for a slot) when the orchestrator looks: otherwise
+    # on a fast machine it could finish first and the test would prove nothing.
+    async def hold_every_slot(client):
+        limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)
+        resp = await client.increment_concurrency_slots_with_lease(
+            names=[GLOBAL_LIMIT_NAME], slots=limit.limit, mode="concurrency", lease_duration=300
+        )
+        return UUID(resp.json()["lease_id"])
+
+    async def release(client):
+        await client.release_concurrency_slots_with_lease(lease_id)
+
+    def read(run_id):
+        async def go(client):
+            return await client.read_flow_run(run_id)
+
+        return e2e.api(go)
+
+    def artifacts_of(run_id):
+        async def go(client):
+            return await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            )
+
+        return e2e.api(go)
+
+    lease_id = e2e.api(hold_every_slot)
+    released = False
+    try:
+        single = e2e.prefect(
+            "deployment", "run", f"clickstream-dbt-run/{store}", "-p", f"ds={busy}", check=True
+        )
+        single_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", single.stdout).group(1))
+        wait_for(
+            lambda: read(single_id).state_type.value == "RUNNING",
+            timeout=240,
+            what="the single-day run to start (and wait for a dbt slot)",
+        )
+        since = utcnow()
+        out = e2e.cli(
+            "backfill", "--start", str(first), "--end", str(last), "--stores", store,
+            "--days-per-run", "4", "--reprocess", "all", "--no-follow", check=True,
+        )  # fmt: skip
+        parent = parent_run_id(out.stdout)
+        wait_for(lambda: artifacts_of(parent), timeout=240, what="the backfill's plan")
+        assert read(single_id).state_type.value == "RUNNING"  # still in flight at planning
+        e2e.api(release)
+        released = True
+        wait_for(lambda: read(parent).state.is_final(), timeout=600, what="the backfill to end")
+    finally:
+        if not released:
+            e2e.api(release)
+    assert read(parent).state_type.value == "COMPLETED", read(parent).state.message
     created = runs_since(e2e, since)
     built = Counter(d for r in created for d in run_days(r))
     assert busy not in built  # adopted, not rebuilt
     assert sorted(built) == [d for d in (first + timedelta(days=n) for n in range(6)) if d != busy]
+    assert max(built.values()) == 1
     assert sorted(run_days(r)[0] for r in created) == [first, busy + timedelta(days=1)]
 
     async def single_state(client):

@@ -90,6 +90,15 @@ def asset_events(run_id) -> dict[str, str]:
     return {e.resource.id: e.event for e in page.events}
 
 
+def all_asset_events(run_id, models: int = 3) -> dict[str, str]:
+    """The run's asset events once one per model has arrived (events reach the server
+    asynchronously, so the first read may hold only some of them)."""
+    return eventually(
+        lambda: found if len(found := asset_events(run_id)) >= models else None,
+        f"{models} asset events",
+    )
+
+
 def dbt_node_names() -> set[str]:
     """What dbt itself lists for the store's build selection (independent of prefect-dbt)."""
     from dbt.cli.main import dbtRunner
@@ -161,7 +170,7 @@ def test_full_mode_makes_a_task_per_dbt_node_and_asset_events(state):
     assert names == dbt_node_names()
     assert len(tasks) == len(names) >= 10
     assert {t.state_type.value for t in tasks} == {"COMPLETED"}
-    events = eventually(lambda: asset_events(run_id), "asset events")
+    events = all_asset_events(run_id)
     assert {k.rsplit("/", 1)[-1]: v for k, v in events.items()} == {
         "stg_clickstream__events": "prefect.asset.materialization.succeeded",
         "int_clickstream__sessions": "prefect.asset.materialization.succeeded",
@@ -183,7 +192,7 @@ def test_lean_mode_makes_no_task_and_logs_each_node(state):
     text = "\n".join(log_lines(run_id))
     for node in dbt_node_names():
         assert f"{node}: " in text, node
-    events = eventually(lambda: asset_events(run_id), "asset events")
+    events = all_asset_events(run_id)
     assert len(events) == 3 and set(events.values()) == {"prefect.asset.materialization.succeeded"}
     # The build let go of the store's DuckDB file: another process can open it at once.
     from clickstream.warehouse import duckdb_path
