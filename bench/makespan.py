@@ -75,6 +75,21 @@ class StrategyRun:
     duplicates: int  # store-days built by more than one of its runs
     max_work_overlap: int
     db: prefect_db.DbGrowth
+    # The whole machine's CPU from the trigger until the strategy's runs had ended
+    # (/proc/stat: every process, the Prefect server and worker included): busy CPU-seconds
+    # and the wall-clock span they were counted over.
+    cpu_busy: float = 0.0
+    cpu_span: float = 0.0
+
+    @property
+    def cpu_floor(self) -> float:
+        """The shortest makespan this much CPU work allows on this machine's cores."""
+        return self.cpu_busy / (os.cpu_count() or 1)
+
+    @property
+    def cpu_share(self) -> float:
+        """How busy the machine's cores were over the span: busy / (cores x span)."""
+        return self.cpu_floor / self.cpu_span if self.cpu_span else float("nan")
 
     @property
     def ratio(self) -> float:
@@ -285,6 +300,17 @@ def collect(
     )
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, wall) seconds since boot for the whole machine, from /proc/stat's first line:
+    busy = all CPU time but idle and iowait, summed over cores; wall = total / cores."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(fields)  # user nice system idle iowait irq softirq steal
+    busy = total - fields[3] - fields[4]
+    return busy / tick, total / tick / (os.cpu_count() or 1)
+
+
 def run_strategy(
     bench: BenchStack,
     strategy: str,
@@ -301,10 +327,12 @@ def run_strategy(
     bench.reset()
     before, _ = prefect_db.settle(bench.prefect_db, settle_seconds)
     t0 = datetime.now(UTC)
+    cpu0 = machine_cpu()
     if days_per_run is None:
         asyncio.run(run_seed(stores, start, end))
     else:
         asyncio.run(run_ours(stores, start, end, days_per_run))
+    cpu1 = machine_cpu()
     after, waited = prefect_db.settle(bench.prefect_db, settle_seconds)
     result = collect(
         strategy,
@@ -313,11 +341,13 @@ def run_strategy(
         bench.global_limit,
         prefect_db.growth(before, after, waited),
     )
+    result.cpu_busy, result.cpu_span = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     expected = len(stores) * ((end - start).days + 1)
     print(
         f"  {strategy}: {result.partitions}/{expected} partitions in {len(result.children)} "
         f"child runs, makespan {result.makespan:.1f}s, ideal {result.ideal:.1f}s, "
-        f"ratio {result.ratio:.2f}, Prefect DB +{result.db.used_bytes / 1e6:.1f} MB",
+        f"ratio {result.ratio:.2f}, Prefect DB +{result.db.used_bytes / 1e6:.1f} MB, "
+        f"machine CPU {result.cpu_share:.0%} busy (floor {result.cpu_floor:.1f}s)",
         flush=True,
     )
     if result.partitions != expected:

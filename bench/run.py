@@ -235,7 +235,11 @@ def why(p, mk, plan, incr, speed_d7, db_share, speed_seed) -> list[str]:
         f" {_s(first_work(d1))}, tail {_s(d1.makespan - last_work(d1))}. A run waiting for"
         " `dbt-global` learns that a slot is free at its next retry (the server's Retry-After,"
         " capped at 1 s here), so each hand-over idles a slot for up to about a second, and on"
-        f" {g} cores the runs that start or wait take CPU from the running builds.",
+        f" {g} cores the runs that start or wait take CPU from the running builds: from the"
+        f" trigger to the last run's end the machine's cores were {d1.cpu_share:.0%} busy"
+        f" ({d1.cpu_busy:.0f} CPU-seconds of server, worker, orchestrator, runs and dbt), so no"
+        f" schedule of the same work could have finished in less than {_s(d1.cpu_floor)} here"
+        f" ({_ratio(d1.cpu_floor, d1.ideal):.2f} x the ideal, which counts only dbt work).",
         f"- **Seed pattern**: {seed.ratio:.2f} x its ideal, slot use {use['seed']:.0%}. Its five"
         " in-flight runs are mostly of one store (it submits store by store), so the"
         " deployment's ENQUEUE limit serialises them and the other slot idles; its runs also"
@@ -365,17 +369,22 @@ def section_makespan(p: Profile, mk: dict, pngs: dict) -> list[str]:
         "",
         "Where the time between ideal and makespan goes (ramp-up = first dbt start; tail = last",
         "dbt end to makespan; slot use = sum t / (G x the span from first dbt start to last dbt",
-        "end); overhead = a child run's wall time minus its dbt work, median over its runs):",
+        "end); overhead = a child run's wall time minus its dbt work, median over its runs;",
+        "machine CPU busy = the whole machine's CPU time but idle (/proc/stat, every process:",
+        "server, worker, orchestrator, runs, dbt, and the machine's other services) over cores x",
+        "the span from the trigger to the last run's end; CPU floor = those busy CPU-seconds /",
+        "cores, the shortest makespan in which this machine could have done that much work):",
         "",
         "| strategy | ramp-up | tail | slot use while working | overhead per child run, median "
-        "(p90) |",
-        "|---|---|---|---|---|",
+        "(p90) | machine CPU busy, trigger -> end | CPU floor (busy CPU-s / cores) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in mk["runs"]:
         o = overhead_breakdown(r.children)["overhead"]
         lines.append(
             f"| {r.strategy} | {_s(first_work(r))} | {_s(r.makespan - last_work(r))} | "
-            f"{slot_use(r, g):.0%} | {_s(o['median'])} ({_s(o['p90'])}) |"
+            f"{slot_use(r, g):.0%} | {_s(o['median'])} ({_s(o['p90'])}) | "
+            f"{r.cpu_share:.0%} | {_s(r.cpu_floor)} |"
         )
     lines.append("")
     for name in makespan.STRATEGIES:

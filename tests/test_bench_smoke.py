@@ -4,7 +4,9 @@ measurements, full vs lean mode, the dbt incremental run, the planner) and write
 well-formed results file and the Gantt PNGs. Speed is what `make bench` measures; nothing
 here asserts a time. The load section (`make load`) is not run here."""
 
+import os
 import re
+import time
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
@@ -91,6 +93,20 @@ def test_database_growth_is_a_difference_of_snapshots():
     assert per.used_bytes == 2000 and per.rows["log"] == 10 and per.group_bytes["events"] == 1000
 
 
+def test_machine_cpu_counts_this_process_and_the_wall_clock():
+    from bench.makespan import machine_cpu
+
+    busy0, wall0 = machine_cpu()
+    t0, cpu0 = time.monotonic(), time.process_time()
+    while time.process_time() - cpu0 < 0.5:  # burn half a CPU-second in this process
+        pass
+    busy1, wall1 = machine_cpu()
+    spent, elapsed = time.process_time() - cpu0, time.monotonic() - t0
+    tick = 2 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts whole ticks
+    assert busy1 - busy0 >= spent - tick  # the whole machine: at least this process
+    assert abs((wall1 - wall0) - elapsed) <= 0.05 + tick
+
+
 def test_the_load_section_is_replaced_in_place(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text(f"# x\n\n{load.BEGIN}\nold\n{load.END_MARK}\n\n## after\n")
@@ -125,4 +141,5 @@ def test_bench_smoke_writes_results_and_pictures(tmp_path):
     assert {r[0] for r in rows} == {"ours-d1", "ours-d7", "seed"}
     assert all(float(r[1].replace(",", "")) > 0 and float(r[2]) > 0 for r in rows)
     assert "3,288 partitions (3 stores x 3 years" in text  # 3 x 1096 local days
+    assert "| machine CPU busy, trigger -> end | CPU floor (busy CPU-s / cores) |" in text
     assert (tmp_path / "timings.csv").read_text().startswith("strategy,store_id,days,")
