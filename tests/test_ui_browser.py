@@ -191,15 +191,30 @@ def test_ui_form_starts_the_backfill_with_exactly_those_parameters(e2e):
         _pick_stores(page, stores)
         _set_integer(page, "days_per_run", days_per_run)
         page.screenshot(path=str(SHOTS / "custom-run-form.png"), full_page=True)
-        page.get_by_role("button", name="Submit", exact=True).click()
-        # The UI leaves the form (to the deployment or the new run) once the run exists.
-        page.wait_for_url(lambda url: not url.endswith("/run"), timeout=60000)
+        # Leave the number box first (as a person does): its blur re-renders the form, and a
+        # click landing during that re-render can be lost.
+        page.get_by_text("Parameters", exact=True).click()
+        submit = page.get_by_role("button", name="Submit", exact=True)
+        from playwright.sync_api import expect
 
-        new = wait_for(
-            lambda: [r for r in orchestrator_runs(e2e) if r.id not in before],
-            timeout=60,
-            what="the UI to create the orchestrator run",
-        )
+        expect(submit).to_be_enabled(timeout=15_000)
+        submit.click()
+
+        def created():
+            return [r for r in orchestrator_runs(e2e) if r.id not in before]
+
+        # The UI leaves the form (to the deployment or the new run) once the run exists. A
+        # click the form swallowed is pressed again, as a person would, but only while no run
+        # exists, so a second run is never created.
+        for _ in range(3):
+            try:
+                page.wait_for_url(lambda url: not url.endswith("/run"), timeout=20_000)
+                break
+            except Exception:
+                if created():
+                    break
+                submit.click()
+        new = wait_for(created, timeout=60, what="the UI to create the orchestrator run")
         (run,) = new
         assert run.deployment_id == dep_id
         assert run.parameters["start_date"] == start.isoformat()
