@@ -183,6 +183,42 @@ def dbt_overlap(builds) -> int:
     return max_overlap([(start, end) for _, start, end in work_intervals(builds)])
 
 
+def read_run(handle: E2EStack, run_id):
+    """A flow run as the API reads it now."""
+
+    async def go(client):
+        return await client.read_flow_run(run_id)
+
+    return handle.api(go)
+
+
+@contextlib.contextmanager
+def every_dbt_slot_held(handle: E2EStack, lease_seconds: float = 300):
+    """Hold every ``dbt-global`` slot (under a lease, as a run does) until the block ends:
+    store runs started inside it stay in flight, running and waiting for a slot."""
+    from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
+
+    async def take(client):
+        limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)
+        resp = await client.increment_concurrency_slots_with_lease(
+            names=[GLOBAL_LIMIT_NAME],
+            slots=limit.limit,
+            mode="concurrency",
+            lease_duration=lease_seconds,
+        )
+        return UUID(resp.json()["lease_id"])
+
+    lease_id = handle.api(take)
+
+    async def release(client):
+        await client.release_concurrency_slots_with_lease(lease_id)
+
+    try:
+        yield lease_id
+    finally:
+        handle.api(release)
+
+
 def queue_sample(handle: E2EStack) -> tuple[int, int]:
     """(waiting, in flight) runs of the store flow right now: waiting = Scheduled or Pending
     (AwaitingConcurrencySlot included), in flight = those plus Running."""

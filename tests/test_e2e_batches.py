@@ -21,9 +21,11 @@ from tests.e2e_stack import (
     DBT_GLOBAL_LIMIT,
     child_runs,
     dbt_overlap,
+    every_dbt_slot_held,
     max_overlap,
     parent_run_id,
     queue_sample,
+    read_run,
     state_of,
     wait_for,
 )
@@ -112,17 +114,14 @@ def test_four_days_per_run_holds_the_limits_and_equals_day_by_day_builds(
     )  # fmt: skip
     parent = parent_run_id(out.stdout)
 
-    async def parent_state(client):
-        return (await client.read_flow_run(parent)).state
-
     max_waiting = max_in_flight = 0
     deadline = time.monotonic() + 600
-    while not e2e.api(parent_state).is_final():
+    while not read_run(e2e, parent).state.is_final():
         assert time.monotonic() < deadline, "the backfill did not finish in 10 minutes"
         waiting, in_flight = queue_sample(e2e)
         max_waiting, max_in_flight = max(max_waiting, waiting), max(max_in_flight, in_flight)
         time.sleep(1)
-    assert e2e.api(parent_state).type.value == "COMPLETED"
+    assert read_run(e2e, parent).state.type.value == "COMPLETED"
     batches = runs_since(e2e, since)
     assert len(batches) == 9
     assert sorted(len(run_days(r)) for r in batches) == [1, 1, 1, 4, 4, 4, 4, 4, 4]
@@ -208,28 +207,8 @@ def test_a_batch_never_builds_a_day_an_in_flight_run_is_building(e2e):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from clickstream import ledger
-    from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
 
     store, first, last, busy = "in-mumbai", date(2026, 9, 15), date(2026, 9, 20), date(2026, 9, 17)
-
-    # Every dbt-global slot is held here until the backfill has planned, so the single-day run
-    # is still in flight (running, waiting for a slot) when the orchestrator looks: otherwise
-    # on a fast machine it could finish first and the test would prove nothing.
-    async def hold_every_slot(client):
-        limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)
-        resp = await client.increment_concurrency_slots_with_lease(
-            names=[GLOBAL_LIMIT_NAME], slots=limit.limit, mode="concurrency", lease_duration=300
-        )
-        return UUID(resp.json()["lease_id"])
-
-    async def release(client):
-        await client.release_concurrency_slots_with_lease(lease_id)
-
-    def read(run_id):
-        async def go(client):
-            return await client.read_flow_run(run_id)
-
-        return e2e.api(go)
 
     def artifacts_of(run_id):
         async def go(client):
@@ -239,15 +218,16 @@ def test_a_batch_never_builds_a_day_an_in_flight_run_is_building(e2e):
 
         return e2e.api(go)
 
-    lease_id = e2e.api(hold_every_slot)
-    released = False
-    try:
+    # Every dbt-global slot is held here until the backfill has planned, so the single-day run
+    # is still in flight (running, waiting for a slot) when the orchestrator looks: otherwise
+    # on a fast machine it could finish first and the test would prove nothing.
+    with every_dbt_slot_held(e2e):
         single = e2e.prefect(
             "deployment", "run", f"clickstream-dbt-run/{store}", "-p", f"ds={busy}", check=True
         )
         single_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", single.stdout).group(1))
         wait_for(
-            lambda: read(single_id).state_type.value == "RUNNING",
+            lambda: read_run(e2e, single_id).state_type.value == "RUNNING",
             timeout=240,
             what="the single-day run to start (and wait for a dbt slot)",
         )
@@ -258,14 +238,9 @@ def test_a_batch_never_builds_a_day_an_in_flight_run_is_building(e2e):
         )  # fmt: skip
         parent = parent_run_id(out.stdout)
         wait_for(lambda: artifacts_of(parent), timeout=240, what="the backfill's plan")
-        assert read(single_id).state_type.value == "RUNNING"  # still in flight at planning
-        e2e.api(release)
-        released = True
-        wait_for(lambda: read(parent).state.is_final(), timeout=600, what="the backfill to end")
-    finally:
-        if not released:
-            e2e.api(release)
-    assert read(parent).state_type.value == "COMPLETED", read(parent).state.message
+        assert read_run(e2e, single_id).state_type.value == "RUNNING"  # in flight at planning
+    wait_for(lambda: read_run(e2e, parent).state.is_final(), timeout=600, what="the backfill")
+    assert read_run(e2e, parent).state_type.value == "COMPLETED", read_run(e2e, parent).state
     created = runs_since(e2e, since)
     built = Counter(d for r in created for d in run_days(r))
     assert busy not in built  # adopted, not rebuilt
@@ -273,10 +248,7 @@ def test_a_batch_never_builds_a_day_an_in_flight_run_is_building(e2e):
     assert max(built.values()) == 1
     assert sorted(run_days(r)[0] for r in created) == [first, busy + timedelta(days=1)]
 
-    async def single_state(client):
-        return await client.read_flow_run(single_id)
-
-    run = wait_for(lambda: (r := e2e.api(single_state)).state.is_final() and r, timeout=300)
+    run = wait_for(lambda: (r := read_run(e2e, single_id)).state.is_final() and r, timeout=300)
     assert run.state_type.value == "COMPLETED"
     with state_of(e2e):
         rec = ledger.read_builds([store], busy, busy)[(store, busy)]

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.e2e_stack import parent_run_id, wait_for
+from tests.e2e_stack import every_dbt_slot_held, parent_run_id, read_run, wait_for
 from tests.test_e2e_backfill import orchestrator_runs, partition, runs_in
 
 pytestmark = pytest.mark.e2e
@@ -32,30 +32,13 @@ def _flow_run_pid(run_id: UUID) -> int | None:
     return None
 
 
-def _read(e2e, run_id):
-    async def go(client):
-        return await client.read_flow_run(run_id)
-
-    return e2e.api(go)
-
-
 def test_cancelling_the_parent_cancels_children_and_dispatches_nothing_more(e2e):
-    from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
-
     start, end = date(2026, 10, 18), date(2026, 10, 20)
 
     # Every dbt-global slot is held here, so the children the backfill starts stay in flight
     # (running, waiting for a slot) until the cancellation reaches them: on a busy machine a
     # child could otherwise finish first and the test would prove nothing.
-    async def hold_every_slot(client):
-        limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)
-        resp = await client.increment_concurrency_slots_with_lease(
-            names=[GLOBAL_LIMIT_NAME], slots=limit.limit, mode="concurrency", lease_duration=300
-        )
-        return UUID(resp.json()["lease_id"])
-
-    lease_id = e2e.api(hold_every_slot)
-    try:
+    with every_dbt_slot_held(e2e):
         out = e2e.cli(
             "backfill", "--start", str(start), "--end", str(end), "--no-follow", check=True
         )
@@ -68,20 +51,14 @@ def test_cancelling_the_parent_cancels_children_and_dispatches_nothing_more(e2e)
             what="a child run of every store to start (and wait for a dbt slot)",
         )
         e2e.prefect("flow-run", "cancel", str(parent), check=True)
-        wait_for(lambda: _read(e2e, parent).state.is_final(), timeout=120, what="parent to end")
-        assert _read(e2e, parent).state_type.value == "CANCELLED"
+        wait_for(lambda: read_run(e2e, parent).state.is_final(), timeout=120, what="parent to end")
+        assert read_run(e2e, parent).state_type.value == "CANCELLED"
         at_cancel = {r.id for r in runs_in(e2e, start, end)}
         wait_for(
             lambda: all(r.state.is_final() for r in runs_in(e2e, start, end)),
             timeout=180,
             what="children to end",
         )
-    finally:
-
-        async def release(client):
-            await client.release_concurrency_slots_with_lease(lease_id)
-
-        e2e.api(release)
     later = runs_in(e2e, start, end)
     assert {r.id for r in later} == at_cancel  # nothing dispatched after the cancel
     assert len(at_cancel) == 3  # one per store was in flight; the other six never started

@@ -10,7 +10,6 @@ import os
 import signal
 from collections import Counter, defaultdict
 from datetime import date, timedelta
-from uuid import UUID
 
 import pytest
 
@@ -20,9 +19,11 @@ from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
 from clickstream.stack import process_alive
 from tests.e2e_stack import (
     dbt_overlap,
+    every_dbt_slot_held,
     generate,
     max_overlap,
     parent_run_id,
+    read_run,
     start_e2e_stack,
     state_of,
     wait_for,
@@ -53,13 +54,6 @@ def rec(tmp_path_factory):
         yield handle
     finally:
         handle.down()
-
-
-def read_run(handle, run_id):
-    async def go(client):
-        return await client.read_flow_run(run_id)
-
-    return handle.api(go)
 
 
 def slots_in_use(handle) -> dict[str, int]:
@@ -221,13 +215,6 @@ def test_stuck_run_is_bounded_by_its_timeout_and_frees_the_store_queue(rec):
     store = "in-mumbai"
     first, second = date(2026, 10, 7), date(2026, 10, 8)
 
-    async def hold_every_slot(client):
-        limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)
-        resp = await client.increment_concurrency_slots_with_lease(
-            names=[GLOBAL_LIMIT_NAME], slots=limit.limit, mode="concurrency", lease_duration=600
-        )
-        return resp.json()["lease_id"]
-
     def create_run(ds: date):
         async def go(client):
             dep = await client.read_deployment_by_name(f"clickstream-dbt-run/{store}")
@@ -237,28 +224,23 @@ def test_stuck_run_is_bounded_by_its_timeout_and_frees_the_store_queue(rec):
 
         return rec.api(go)
 
-    lease_id = rec.api(hold_every_slot)
-    stuck = create_run(first)
-    wait_for(
-        lambda: read_run(rec, stuck).state_type.value == "RUNNING",
-        timeout=120,
-        what="the first run to start (and wait for a dbt slot)",
-    )
-    # Only now the second: ENQUEUE is not FIFO, so created together either could go first.
-    queued = create_run(second)
-    ended = wait_for(
-        lambda: (r := read_run(rec, stuck)).state.is_final() and r,
-        timeout=RUN_TIMEOUT_SECONDS + 90,
-        what="the stuck run to hit its timeout",
-    )
-    assert ended.state_type.value == "FAILED", ended.state
-    assert "timed out" in (ended.state.message or "").lower() or ended.state.name == "TimedOut"
-    assert not read_run(rec, queued).state.is_final()  # still queued behind it, not lost
-
-    async def release(client):
-        await client.release_concurrency_slots_with_lease(UUID(lease_id))
-
-    rec.api(release)
+    with every_dbt_slot_held(rec, lease_seconds=600):
+        stuck = create_run(first)
+        wait_for(
+            lambda: read_run(rec, stuck).state_type.value == "RUNNING",
+            timeout=120,
+            what="the first run to start (and wait for a dbt slot)",
+        )
+        # Only now the second: ENQUEUE is not FIFO, so created together either could go first.
+        queued = create_run(second)
+        ended = wait_for(
+            lambda: (r := read_run(rec, stuck)).state.is_final() and r,
+            timeout=RUN_TIMEOUT_SECONDS + 90,
+            what="the stuck run to hit its timeout",
+        )
+        assert ended.state_type.value == "FAILED", ended.state
+        assert "timed out" in (ended.state.message or "").lower() or ended.state.name == "TimedOut"
+        assert not read_run(rec, queued).state.is_final()  # still queued behind it, not lost
     done = wait_for(
         lambda: (r := read_run(rec, queued)).state.is_final() and r,
         timeout=240,

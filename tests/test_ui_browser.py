@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from clickstream import paths
-from tests.e2e_stack import child_runs, wait_for
+from tests.e2e_stack import child_runs, read_run, wait_for
 from tests.test_e2e_backfill import orchestrator_runs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -61,16 +61,9 @@ def _chromium():
             browser.close()
 
 
-def _read_run(e2e, run_id):
-    async def go(client):
-        return await client.read_flow_run(run_id)
-
-    return e2e.api(go)
-
-
 def _wait_final(e2e, run_id, timeout: float, what: str):
     return wait_for(
-        lambda: (r := _read_run(e2e, run_id)).state.is_final() and r,
+        lambda: (r := read_run(e2e, run_id)).state.is_final() and r,
         timeout=timeout,
         interval=2,
         what=what,
@@ -195,6 +188,7 @@ def test_ui_form_starts_the_backfill_with_exactly_those_parameters(e2e):
         # click landing during that re-render can be lost.
         page.get_by_text("Parameters", exact=True).click()
         submit = page.get_by_role("button", name="Submit", exact=True)
+        from playwright.sync_api import TimeoutError as PageTimeout
         from playwright.sync_api import expect
 
         expect(submit).to_be_enabled(timeout=15_000)
@@ -210,7 +204,7 @@ def test_ui_form_starts_the_backfill_with_exactly_those_parameters(e2e):
             try:
                 page.wait_for_url(lambda url: not url.endswith("/run"), timeout=20_000)
                 break
-            except Exception:
+            except PageTimeout:
                 if created():
                     break
                 submit.click()

@@ -17,7 +17,7 @@ import pytest
 
 from clickstream.deployments import WORK_POOL
 from clickstream.stack import Stack, StackConfig, client_env, free_port
-from tests.e2e_stack import E2EStack, wait_for
+from tests.e2e_stack import E2EStack, read_run, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -55,13 +55,6 @@ async def _pool_exists(client) -> bool:
     except ObjectNotFound:
         return False
     return True
-
-
-def _state(handle: E2EStack, run_id):
-    async def read(client):
-        return await client.read_flow_run(run_id)
-
-    return handle.api(read)
 
 
 def test_a_sigkilled_warm_run_is_crashed_by_the_worker_at_once(tmp_path):
@@ -123,7 +116,7 @@ def test_a_sigkilled_warm_run_is_crashed_by_the_worker_at_once(tmp_path):
             raise AssertionError("the code kept changing: no run was forked warm")
         pid = int(outcome.group(1))
         wait_for(
-            lambda: _state(handle, run_id).state_type.value == "RUNNING",
+            lambda: read_run(handle, run_id).state_type.value == "RUNNING",
             timeout=60,
             interval=0.5,
             what="the forked run to report Running",
@@ -131,7 +124,7 @@ def test_a_sigkilled_warm_run_is_crashed_by_the_worker_at_once(tmp_path):
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)  # what the OOM killer does
         crashed = wait_for(
-            lambda: (r := _state(handle, run_id)).state_type.value == "CRASHED" and r,
+            lambda: (r := read_run(handle, run_id)).state_type.value == "CRASHED" and r,
             timeout=30,
             interval=0.25,
             what="the worker to mark the run Crashed",
