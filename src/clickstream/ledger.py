@@ -217,6 +217,15 @@ def _retrying(fn, attempts: int = 5):
     return None  # pragma: no cover
 
 
+def _rows(stmt, conn: Connection | None = None) -> list:
+    """The statement's rows as mappings, through ``conn`` (inside its transaction) or a
+    connection of its own."""
+    if conn is not None:
+        return conn.execute(stmt).mappings().all()
+    with engine().connect() as c:
+        return c.execute(stmt).mappings().all()
+
+
 def _upsert(table: Table, row: dict, keys: Iterable[str]) -> None:
     _upsert_many(table, [row], keys)
 
@@ -278,11 +287,7 @@ def read_builds(
     conn: Connection | None = None,
 ) -> dict[tuple[str, date], BuildRecord]:
     stmt = _in_range(select(partition_builds), partition_builds, store_ids, start, end)
-    if conn is None:
-        with engine().connect() as c:
-            rows = c.execute(stmt).mappings().all()
-    else:
-        rows = conn.execute(stmt).mappings().all()
+    rows = _rows(stmt, conn)
     return {(r["store_id"], r["ds"]): BuildRecord(**r) for r in rows}
 
 
@@ -400,11 +405,7 @@ def read_latest_dispatches(
 ) -> dict[tuple[str, date], DispatchRecord]:
     """The highest attempt dispatched per partition."""
     stmt = _latest_dispatch_stmt([partition_dispatches], store_ids, start, end)
-    if conn is None:
-        with engine().connect() as c:
-            rows = c.execute(stmt).mappings().all()
-    else:
-        rows = conn.execute(stmt).mappings().all()
+    rows = _rows(stmt, conn)
     return {(r["store_id"], r["ds"]): DispatchRecord(**r) for r in rows}
 
 

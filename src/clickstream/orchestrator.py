@@ -384,8 +384,11 @@ class Dispatcher:
         )
 
     def _ended(self, run_id: str) -> bool:
-        """The run is known to have ended (or never existed): it ended before this backfill
-        planned (it recorded a build and was not active then), or a look-up found it ended."""
+        """The run is known to have ended (or never existed): this orchestrator saw it end,
+        it ended before this backfill planned (it recorded a build and was not active then),
+        or a look-up found it ended."""
+        if run_id in self.ended_runs:
+            return True
         if run_id in self.snapshot.known_runs and run_id not in self.snapshot.active_runs:
             return True
         return self.run_ended.get(run_id, False) is not False
@@ -417,7 +420,7 @@ class Dispatcher:
             build = builds.get((sid, ds))
             other = disp is not None and disp.orchestrator_run_id != self.orchestrator_run_id
             run_id = disp.flow_run_id if disp is not None else None
-            if other and run_id and run_id not in self.ended_runs and not self._ended(run_id):
+            if other and run_id and not self._ended(run_id):
                 # Another trigger's run of this day that may still be going, whenever it
                 # was dispatched (also just before this backfill planned, too late for the
                 # plan to see its run): wait for it rather than build the day again.
