@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
 import pendulum
@@ -53,17 +53,34 @@ class Window:
 @cache
 def _zone(name: str) -> pendulum.Timezone:
     """pendulum loads a zone's rules every time it is given a zone by name; planning 100
-    stores x 3 years made that seconds. Loaded once per name here."""
+    stores x 3 years made that seconds. Loaded once per name here. A pendulum ``Timezone``
+    is a ``zoneinfo.ZoneInfo``: the conversions below use the standard library's datetime
+    arithmetic with it (about 1 us each, against 5-20 us through pendulum's DateTime)."""
     return pendulum.timezone(name)
+
+
+def _local_midnight_utc(tz: pendulum.Timezone, d: date) -> datetime:
+    """First instant (naive UTC) whose local date in ``tz`` is ``d``.
+
+    ``fold=0``: where a clock is set back over midnight (Atlantic/Azores and America/Havana
+    in autumn: 00:00-00:59 happens twice) the day starts at the first 00:00, so every instant
+    whose local date is ``d`` is in its window. (``pendulum.datetime`` defaults to the
+    second one, which put that hour into the previous day.) Where a clock jumps over
+    midnight (America/Santiago, Asia/Beirut in spring) there is no local 00:00; the day
+    starts at the jump.
+    """
+    local = datetime(d.year, d.month, d.day, tzinfo=tz)  # fold=0
+    return local.astimezone(UTC).replace(tzinfo=None)
 
 
 def partition_window(timezone: str, ds: date) -> Window:
     """Half-open UTC bounds of the local day ``ds`` in ``timezone``."""
     tz = _zone(timezone)
-    start = pendulum.datetime(ds.year, ds.month, ds.day, tz=tz)
-    nxt = ds + timedelta(days=1)
-    end = pendulum.datetime(nxt.year, nxt.month, nxt.day, tz=tz)
-    return Window(ds=ds, window_start=_naive_utc(start), window_end=_naive_utc(end))
+    return Window(
+        ds=ds,
+        window_start=_local_midnight_utc(tz, ds),
+        window_end=_local_midnight_utc(tz, ds + timedelta(days=1)),
+    )
 
 
 def partition_windows(timezone: str, days: Iterable[date]) -> list[Window]:
@@ -79,7 +96,7 @@ def input_range(windows: Sequence[Window]) -> tuple[datetime, datetime]:
 
 def local_date(timezone: str, moment_utc: datetime) -> date:
     """Store-local date of a naive-UTC instant."""
-    return pendulum.instance(moment_utc, tz=pendulum.UTC).in_timezone(_zone(timezone)).date()
+    return moment_utc.replace(tzinfo=UTC).astimezone(_zone(timezone)).date()
 
 
 def local_today(timezone: str, now: datetime | None = None) -> date:
@@ -101,8 +118,3 @@ def date_range(start: date, end: date) -> list[date]:
     if end < start:
         raise ValueError(f"end date {end} is before start date {start}")
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
-
-
-def _naive_utc(moment: pendulum.DateTime) -> datetime:
-    utc = moment.in_timezone(pendulum.UTC)
-    return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
