@@ -254,7 +254,7 @@ def why(p, mk, plan, incr, speed_d7, db_share, speed_seed) -> list[str]:
         + ", ".join(f"{k} {v:.2f} s" for k, v in planner_steps)
         + f". The fingerprint step adds {plan['fingerprint_median']:.2f} s"
         f" ({plan['steps_median'].get('fingerprints: windows of the built partitions', 0):.2f} s"
-        " of it computing the windows of the built partitions with pendulum, the rest listing"
+        " of it computing the windows of the built partitions, the rest listing"
         " and stat-ing their landing folders); see section 3.",
         "",
     ]
