@@ -55,7 +55,8 @@ def _zone(name: str) -> pendulum.Timezone:
     """pendulum loads a zone's rules every time it is given a zone by name; planning 100
     stores x 3 years made that seconds. Loaded once per name here. A pendulum ``Timezone``
     is a ``zoneinfo.ZoneInfo``: the conversions below use the standard library's datetime
-    arithmetic with it (about 1 us each, against 5-20 us through pendulum's DateTime)."""
+    arithmetic with it. Measured here against pendulum's DateTime: ``local_date`` about 1 us
+    instead of 5, a partition's window about 4 us instead of 10."""
     return pendulum.timezone(name)
 
 
