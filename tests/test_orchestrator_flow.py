@@ -206,3 +206,57 @@ def test_catch_up_flow_plans_the_last_complete_local_days(built):
     assert sorted(k[1] for k in rows) == [today - timedelta(days=2), today - timedelta(days=1)]
     assert {r["state"] for r in rows.values()} == {"missing"}
     assert "catch-up-grid" in artifacts(run_id)
+
+
+# -- schedules a killed orchestrator left paused ------------------------------------------------
+def _left_paused_by_a_crashed_orchestrator(store_id: str):
+    """A store deployment paused and recorded in the ledger by an orchestrator run that then
+    crashed (its process killed before it could resume). Returns the deployment id."""
+    from prefect.states import Crashed
+
+    async def go(client):
+        flow_id = await client.create_flow_from_name("clickstream-dbt-run")
+        found = await client.read_deployments()
+        dep = next((d for d in found if d.name == store_id), None)
+        dep_id = dep.id if dep else await client.create_deployment(flow_id=flow_id, name=store_id)
+        # Any run id the server knows, ended Crashed, stands in for the killed orchestrator.
+        run = await client.create_flow_run_from_deployment(dep_id, name="killed orchestrator")
+        await client.set_flow_run_state(run.id, Crashed(message="killed"), force=True)
+        await client.pause_deployment(dep_id)
+        return dep_id, str(run.id)
+
+    dep_id, owner = api(go)
+    ledger.record_pause(str(dep_id), store_id, owner)
+    return dep_id
+
+
+def _paused(dep_id) -> bool:
+    return api(lambda c: c.read_deployment(dep_id)).paused
+
+
+def test_a_dry_run_catch_up_resumes_a_schedule_a_killed_orchestrator_left_paused(built):
+    from flows.catch_up import clickstream_catch_up
+
+    dep_id = _left_paused_by_a_crashed_orchestrator("us-flagship")
+    assert _paused(dep_id) and ledger.read_pauses()
+    st = asyncio.run(
+        clickstream_catch_up(lookback_days=2, stores=["in-mumbai"], dry_run=True, return_state=True)
+    )
+    assert st.is_completed() and "Dry run" in st.message
+    assert not _paused(dep_id)
+    assert ledger.read_pauses() == []
+
+
+def test_a_nothing_to_do_run_resumes_a_schedule_a_killed_orchestrator_left_paused(built):
+    dep_id = _left_paused_by_a_crashed_orchestrator("in-mumbai")
+    st, _ = backfill()
+    assert st.is_completed() and "Nothing to do" in st.message
+    assert not _paused(dep_id)
+    assert ledger.read_pauses() == []
+
+
+def test_bad_input_still_resumes_a_schedule_a_killed_orchestrator_left_paused(built):
+    dep_id = _left_paused_by_a_crashed_orchestrator("us-flagship")
+    st, _ = backfill(days_per_run=99)
+    assert st.is_failed() and "days_per_run" in st.message
+    assert not _paused(dep_id)

@@ -32,6 +32,7 @@ from prefect.artifacts import (
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Cancelling, Completed, Failed, State
 
@@ -719,14 +720,26 @@ async def resume_orphaned_pauses(client: PrefectClient, logger) -> None:
     pauses = ledger.read_pauses()
     if not pauses:
         return
-    owners = await read_flow_runs_by_id(client, {p["paused_by"] for p in pauses})
+    ids = {p["paused_by"] for p in pauses if _is_uuid(p["paused_by"])}
+    owners = await read_flow_runs_by_id(client, ids) if ids else {}
     for p in pauses:
         owner = owners.get(p["paused_by"])
         if owner is None or owner.state_type in TERMINAL:
             logger.warning(
                 "resuming %s's schedule left paused by ended run %s", p["store_id"], p["paused_by"]
             )
-            await resume_schedules(client, [UUID(p["deployment_id"])], logger)
+            try:
+                await resume_schedules(client, [UUID(p["deployment_id"])], logger)
+            except ObjectNotFound:  # the deployment is gone: nothing left to resume
+                ledger.clear_pause(p["deployment_id"])
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 async def run_backfill(
@@ -739,6 +752,13 @@ async def run_backfill(
 ) -> Outcome:
     logger = get_run_logger()
     async with get_client() as client:
+        # First, whatever this run turns out to do (bad input, a dry run, nothing to do): a
+        # store schedule a killed orchestrator left paused gets no regular runs until resumed.
+        await with_api_retries(
+            lambda: resume_orphaned_pauses(client, logger),
+            what="resuming schedules left paused",
+            logger=logger,
+        )
         resolved, snapshot, selected = await plan(request, client=client)
         title = (
             f"Catch-up (last {request.lookback_days} complete days)"
@@ -777,7 +797,6 @@ async def run_backfill(
                 f"no deployment for store(s) {', '.join(missing)}: run `clickstream stores sync` "
                 "and `make deploy` (prefect deploy --all)"
             )
-        await resume_orphaned_pauses(client, logger)
         paused: list[UUID] = []
         try:
             if pause_store_schedules:
