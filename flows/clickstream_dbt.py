@@ -8,6 +8,7 @@ from datetime import date
 from typing import Literal
 
 from prefect import flow
+from prefect.states import Completed, State
 
 from clickstream.deployments import DBT_FLOW_NAME
 from clickstream.store_run import run_store_partitions
@@ -23,7 +24,7 @@ def clickstream_dbt_run(
     ds_end: date | None = None,
     dbt_mode: Literal["full", "lean"] = "full",
     full_refresh: bool = False,
-) -> dict:
+) -> dict | State:
     """Build the clickstream models of one store for one store-local day (or a range).
 
     Args:
@@ -37,4 +38,12 @@ def clickstream_dbt_run(
             ledger knows for the store plus ds..ds_end, from the source. Slow; for model
             changes that incremental builds cannot apply. Nothing already built is lost.
     """
-    return run_store_partitions(store_id, ds, ds_end, dbt_mode=dbt_mode, full_refresh=full_refresh)
+    result = run_store_partitions(
+        store_id, ds, ds_end, dbt_mode=dbt_mode, full_refresh=full_refresh
+    )
+    if result.get("superseded_by"):
+        # Shown as the run's state message: why this tick built nothing.
+        return Completed(
+            message=f"Skipped: superseded by the newer regular run {result['superseded_by']}"
+        )
+    return result

@@ -108,6 +108,7 @@ def start_e2e_stack(
     project_dir: Path | None = None,
     dbt_global_limit: int = DBT_GLOBAL_LIMIT,
     zombie_after_seconds: int | None = None,
+    scheduler: bool = False,
 ) -> E2EStack:
     cfg = StackConfig(
         state_dir=state_dir,
@@ -115,7 +116,8 @@ def start_e2e_stack(
         port=free_port(),
         profile=profile,
         workers=workers,
-        scheduler=False,
+        # Off unless a test proves the schedules: store schedules must not fire mid-test.
+        scheduler=scheduler,
         database_url=database_url,
         extra_env=dict(extra_env or {}),
     )

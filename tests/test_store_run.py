@@ -96,3 +96,59 @@ def test_already_built(record, skipped):
         requested_at=datetime(2026, 11, 23, 9),
     )
     assert (D(2026, 11, 1) in out) is skipped
+
+
+# -- a regular run superseded by a newer one (missed ticks after an outage) ------------------
+def _tick(name: str, minute: int, state: str = "SCHEDULED", regular: bool = True):
+    from clickstream.store_run import RunTick
+
+    return RunTick(name, datetime(2026, 11, 23, 10, minute), state, regular)
+
+
+NOW = datetime(2026, 11, 23, 10, 59)
+
+
+def test_the_oldest_of_three_missed_ticks_is_superseded_by_the_newest_due_one():
+    from clickstream.store_run import superseded_by
+
+    a, b, c = _tick("a", 0), _tick("b", 30), _tick("c", 58)
+    assert superseded_by(a, [a, b, c], NOW) == c
+    assert superseded_by(b, [a, b, c], NOW) == c
+    assert superseded_by(c, [a, b, c], NOW) is None  # the newest due tick builds
+
+
+def test_a_tick_due_exactly_now_supersedes():
+    from clickstream.store_run import superseded_by
+
+    due_now = _tick("next", 59)
+    assert superseded_by(_tick("me", 0), [due_now], NOW) == due_now
+
+
+@pytest.mark.parametrize(
+    ("me", "other", "why"),
+    [
+        (_tick("me", 0), _tick("later", 30, "CANCELLED"), "a cancelled tick builds nothing"),
+        (_tick("me", 0), _tick("later", 30, "FAILED"), "a failed tick built nothing"),
+        (_tick("me", 0), _tick("later", 30, regular=False), "a backfill child is no tick"),
+        (_tick("me", 30), _tick("earlier", 0, "COMPLETED"), "older runs never supersede"),
+        (_tick("me", 0, regular=False), _tick("later", 30), "only regular runs are skipped"),
+    ],
+)
+def test_nothing_supersedes_a_run_unless_a_newer_regular_tick_is_due_and_alive(me, other, why):
+    from clickstream.store_run import superseded_by
+
+    assert superseded_by(me, [me, other], NOW) is None, why
+
+
+def test_a_newer_tick_not_due_yet_does_not_supersede_normal_operation():
+    from clickstream.store_run import superseded_by
+
+    me, upcoming = _tick("me", 30), _tick("upcoming", 59)
+    assert superseded_by(me, [me, upcoming], datetime(2026, 11, 23, 10, 31)) is None
+
+
+def test_a_newer_tick_that_already_completed_supersedes_an_older_one_run_late():
+    from clickstream.store_run import superseded_by
+
+    me, done = _tick("me", 0), _tick("done", 30, "COMPLETED")
+    assert superseded_by(me, [me, done], NOW) == done

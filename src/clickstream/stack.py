@@ -59,6 +59,8 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     # Fork flow runs from a pre-imported interpreter (clickstream.warm); False = cold starts.
     warm: bool = True
+    # How long the server keeps ended flow runs (Prefect's minimum is more than an hour).
+    retention_days: float = field(default_factory=lambda: configured_retention_days())
 
     @property
     def api_url(self) -> str:
@@ -75,6 +77,17 @@ class StackConfig:
     @property
     def prefect_home(self) -> Path:
         return self.state_dir / "prefect"
+
+
+DEFAULT_RETENTION_DAYS = 7
+
+
+def configured_retention_days() -> float:
+    """``CLICKSTREAM_PREFECT_RETENTION_DAYS``: days the local server keeps ended flow runs."""
+    value = float(os.environ.get("CLICKSTREAM_PREFECT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+    if value * 86400 <= 3600:
+        raise ValueError("CLICKSTREAM_PREFECT_RETENTION_DAYS must be more than 1/24 (one hour)")
+    return value
 
 
 def client_env(cfg: StackConfig) -> dict[str, str]:
@@ -110,6 +123,12 @@ def server_env(cfg: StackConfig) -> dict[str, str]:
         # is capped at 30 s by default; 1 s hands a freed slot on at once.
         "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true" if cfg.scheduler else "false",
+        # Retention (README, "What running the schedules costs"): Prefect's vacuum deletes
+        # top-level flow runs (with their task runs, states, logs and artifacts) this long
+        # after they ended, and events after PREFECT_SERVER_EVENTS_RETENTION_PERIOD (7 days,
+        # Prefect's default); by default it vacuums events only, so runs piled up forever.
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(int(cfg.retention_days * 86400)),
         "PREFECT_UI_API_URL": cfg.api_url,
     }
     return env

@@ -115,6 +115,44 @@ def already_built(
     return out
 
 
+@dataclass(frozen=True)
+class RunTick:
+    """A run of the store's deployment as the supersede rule sees it."""
+
+    id: str
+    expected_start: datetime  # when it was due (its scheduled time)
+    state_type: str  # Prefect StateType value: SCHEDULED, PENDING, RUNNING, COMPLETED, ...
+    regular: bool  # builds "today" (no ds, no full refresh): a schedule tick or a Run click
+
+
+# A newer regular run in one of these states makes an older one redundant: it is about to
+# build (or has built, after the older one was due) the same current local day.
+SUPERSEDING_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "COMPLETED"})
+
+
+def superseded_by(me: RunTick, others: Iterable[RunTick], now: datetime) -> RunTick | None:
+    """The newest regular run of the same store that makes this regular run redundant.
+
+    After an outage (a server or worker down for hours) the missed 30-minute ticks are all
+    due at once, and under ENQUEUE they would run back to back, each building the same current
+    day. A regular run skips when another regular run of its deployment was due after it (and
+    is due by now) and is waiting, running or done: the newest tick builds today once, and the
+    nightly catch-up covers the days before. In normal operation the next tick is not due yet
+    when a run starts, so nothing is skipped.
+    """
+    if not me.regular:
+        return None
+    newer = [
+        o
+        for o in others
+        if o.id != me.id
+        and o.regular
+        and me.expected_start < o.expected_start <= now
+        and o.state_type in SUPERSEDING_STATES
+    ]
+    return max(newer, key=lambda o: o.expected_start) if newer else None
+
+
 def day_label(days: Sequence[date]) -> str:
     if not days:
         return "no days"
@@ -152,6 +190,18 @@ def run_store_partitions(
     ctx = FlowRunContext.get()
     run = ctx.flow_run if ctx else None
     run_id = str(run.id) if run else ""
+    if ds is None and not full_refresh and run is not None:
+        newer = _superseding_run(run)
+        if newer is not None:
+            logger.info(
+                "%s: skipped; a newer regular run %s (due %s) builds %s; the nightly "
+                "catch-up covers earlier days",
+                store_id,
+                newer.id,
+                newer.expected_start.isoformat(timespec="minutes"),
+                today,
+            )
+            return {"store_id": store_id, "days": [], "built": {}, "superseded_by": newer.id}
     requested_at = requested_time(run)
 
     # A full refresh rebuilds every day the ledger knows for the store, before or after ds.
@@ -336,6 +386,53 @@ def _record(
         )
         for d in days
     )
+
+
+def _regular(parameters: Mapping | None) -> bool:
+    params = parameters or {}
+    return not params.get("ds") and not params.get("full_refresh")
+
+
+def _superseding_run(run) -> RunTick | None:
+    """Read the store deployment's runs due between this run and now; apply superseded_by."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+
+    if run.deployment_id is None or run.expected_start_time is None:
+        return None
+    now = datetime.now(UTC)
+    mine = run.expected_start_time.astimezone(UTC)
+    if mine >= now:
+        return None
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[run.deployment_id]),
+                expected_start_time=FlowRunFilterExpectedStartTime(after_=mine, before_=now),
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=sorted(SUPERSEDING_STATES))
+                ),
+            ),
+            limit=200,
+        )
+    ticks = [
+        RunTick(
+            str(r.id),
+            r.expected_start_time.astimezone(UTC),
+            r.state_type.value if r.state_type else "",
+            _regular(r.parameters),
+        )
+        for r in found
+        if r.expected_start_time is not None
+    ]
+    me = RunTick(str(run.id), mine, "RUNNING", _regular(run.parameters))
+    return superseded_by(me, ticks, now)
 
 
 def requested_time(run) -> datetime | None:
