@@ -135,6 +135,8 @@ CASES = [
      dict(deployments=(replace(STORE, paused=True), ORCH), runs=(),
           pauses=(PauseRecord("dep-1", "us-flagship", "orch-2"),)),
      ["paused"], "left paused by ended run orch-2 (it no longer exists)"),
+    ("ledger-unreadable", dict(ledger_error="OperationalError: connection refused"), ["ledger"],
+     "cannot read the ledger, so who paused a store is unknown: OperationalError"),
     ("schedule-inactive-store-active",
      dict(deployments=(replace(STORE, schedules=(replace(HOURLY, active=False),)), ORCH),
           runs=()),

@@ -138,12 +138,13 @@ class HealthInput:
     owners: Mapping[str, OwnerRun] = field(default_factory=dict)  # paused_by -> run (if found)
     late_after: timedelta = DEFAULT_LATE_AFTER
     worker_alive_within: timedelta = DEFAULT_WORKER_ALIVE_WITHIN
+    ledger_error: str | None = None  # the ledger could not be read: pauses are unknown
 
 
 # --- outputs ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # scheduler | late | worker | limit | paused
+    kind: str  # scheduler | late | worker | limit | paused | ledger
     message: str
 
 
@@ -375,6 +376,13 @@ def _check_limit(inp: HealthInput, report: Report) -> None:
 
 
 def _check_pauses(inp: HealthInput, report: Report) -> None:
+    if inp.ledger_error:
+        report.problems.append(
+            Problem(
+                "ledger",
+                f"cannot read the ledger, so who paused a store is unknown: {inp.ledger_error}",
+            )
+        )
     by_dep = {p.deployment_id: p for p in inp.pauses}
     for dep in inp.deployments:
         if dep.store_id is None:
@@ -580,6 +588,11 @@ async def read_health_input(
     except ObjectNotFound:
         limit = LimitInfo(GLOBAL_LIMIT_NAME, False)
 
+    ledger_error = None
+    try:
+        rows = ledger.read_pauses()
+    except Exception as exc:  # noqa: BLE001 - reported as a problem; the other checks still run
+        rows, ledger_error = [], f"{type(exc).__name__}: {exc}".splitlines()[0]
     pauses = tuple(
         PauseRecord(
             deployment_id=str(p["deployment_id"]),
@@ -587,7 +600,7 @@ async def read_health_input(
             paused_by=str(p["paused_by"]),
             paused_at=p.get("paused_at"),
         )
-        for p in ledger.read_pauses()
+        for p in rows
     )
     found = await read_flow_runs_by_id(
         client, {p.paused_by for p in pauses if _is_uuid(p.paused_by)}
@@ -616,6 +629,7 @@ async def read_health_input(
         owners=owners,
         late_after=late_after,
         worker_alive_within=worker_alive_within,
+        ledger_error=ledger_error,
     )
 
 
