@@ -41,7 +41,7 @@ XDIST_GROUPS = {
         ),
         "own-stacks",
     ),
-    **dict.fromkeys(("test_store_flow", "test_orchestrator_flow"), "harness"),
+    **dict.fromkeys(("test_store_flow", "test_orchestrator_flow", "test_doctor"), "harness"),
 }
 GROUP_ORDER = {"shared-stack": 0, "own-stacks": 1, "harness": 2}
 

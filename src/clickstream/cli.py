@@ -541,6 +541,76 @@ async def _unstick(store_id: str, older_than, include_all: bool, dry_run: bool) 
         return code
 
 
+@app.command()
+def doctor(
+    late_after_minutes: Annotated[
+        int,
+        typer.Option(
+            min=0, help="A Scheduled run due longer ago than this (and not started) is late."
+        ),
+    ] = 5,
+    worker_heartbeat_seconds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="A worker is live if it sent a heartbeat this recently (it sends one every 30 s).",
+        ),
+    ] = 90,
+) -> None:
+    """Why did nothing run? Scheduler, late runs, workers, dbt-global, paused stores (exit 1 on a problem)."""
+    from datetime import timedelta
+
+    code = _run_api(
+        _doctor(timedelta(minutes=late_after_minutes), timedelta(seconds=worker_heartbeat_seconds))
+    )
+    raise typer.Exit(code)
+
+
+async def _doctor(late_after, worker_alive_within) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from clickstream.health import diagnose, read_health_input
+
+    async with get_client() as client:
+        await client.api_healthcheck()
+        inp = await read_health_input(
+            client, late_after=late_after, worker_alive_within=worker_alive_within
+        )
+    report = diagnose(inp)
+    console.print(f"Prefect API {PREFECT_API_URL.value()}, {inp.now:%Y-%m-%d %H:%M:%S} UTC")
+    table = Table(
+        "deployment",
+        "schedule",
+        "next run (UTC)",
+        "next run (store time)",
+        "kept",
+        "latest",
+        "state",
+        title="schedules",
+    )
+    for row in report.schedules:
+        table.add_row(
+            row.deployment,
+            row.schedule,
+            f"{row.next_run:%Y-%m-%d %H:%M:%S}" if row.next_run else "none",
+            row.next_run_local or "",
+            str(row.kept_runs),
+            f"{row.latest:%Y-%m-%d %H:%M}" if row.latest else "",
+            row.note if row.note != "ok" else "[green]ok[/]",
+        )
+    console.print(table)
+    for line in report.ok:
+        console.print(f"[green]ok:[/] {line}", soft_wrap=True)
+    for problem in report.problems:
+        console.print(f"[bold red]error:[/] {problem.message}", soft_wrap=True)
+    if report.healthy:
+        console.print("[bold green]healthy[/]")
+        return 0
+    console.print(f"[bold red]{len(report.problems)} problem(s)[/]")
+    return 1
+
+
 def main() -> None:  # pragma: no cover
     app()
 
