@@ -33,6 +33,7 @@ XDIST_GROUPS = {
     **dict.fromkeys(
         (
             "test_e2e_recovery",
+            "test_e2e_schedules",
             "test_e2e_postgres",
             "test_warehouse_parity",
             "test_warm_e2e",

@@ -256,7 +256,7 @@ def test_store_left_paused_by_a_killed_orchestrator(clean):
     assert code == 1, out
     assert (
         f"store au-sydney: schedule left paused by ended run {killed.name} ({killed.id}, "
-        f"Crashed); the next backfill or catch-up that submits work resumes it, or `prefect deployment resume "
+        f"Crashed); the next backfill or catch-up run resumes it, or `prefect deployment resume "
         f"{DBT_FLOW_NAME}/au-sydney`"
     ) in out, out
     assert f"store in-mumbai: schedule left paused by ended run {gone} (it no longer exists)" in (

@@ -96,3 +96,26 @@ def test_missed_ticks_after_an_outage_build_the_day_once(sqlite_scheduled):
 @pytest.mark.postgres
 def test_every_schedule_fires_and_its_runs_build_on_postgres(postgres_scheduled):
     _prove_schedules(*postgres_scheduled, store_id="in-mumbai")
+
+
+def test_doctor_is_healthy_on_a_stack_whose_scheduler_works(sqlite_scheduled):
+    profile, started = sqlite_scheduled
+    schedules_create_their_runs(profile.handle, started)  # wait for the first loop
+    out = profile.handle.cli("doctor")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("nightly-catch-up", "us-flagship", "in-mumbai", "au-sydney"):
+        assert name in out.stdout
+
+
+def test_the_server_vacuums_ended_flow_runs_after_a_week(sqlite_scheduled):
+    """What the README promises about retention, read from the running server."""
+    import json
+    import urllib.request
+
+    api = sqlite_scheduled[0].handle.cfg.api_url
+    with urllib.request.urlopen(f"{api}/admin/settings", timeout=10) as resp:
+        settings = json.load(resp)
+    vacuum = settings["server"]["services"]["db_vacuum"]
+    assert set(vacuum["enabled"]) == {"events", "flow_runs"}
+    assert vacuum["retention_period"] in (7 * 86400, 7 * 86400.0, "P7D")
+    assert settings["server"]["events"]["retention_period"] in (7 * 86400, 7 * 86400.0, "P7D")

@@ -129,7 +129,7 @@ CASES = [
           pauses=(PauseRecord("dep-1", "us-flagship", "orch-1"),),
           owners={"orch-1": OwnerRun("orch-1", "brave-fox", "CRASHED")}),
      ["paused"], "store us-flagship: schedule left paused by ended run brave-fox (orch-1, "
-     "Crashed); the next backfill or catch-up that submits work resumes it, or `prefect deployment resume "
+     "Crashed); the next backfill or catch-up run resumes it, or `prefect deployment resume "
      "clickstream-dbt-run/us-flagship`"),
     ("paused-by-vanished-run",
      dict(deployments=(replace(STORE, paused=True), ORCH), runs=(),

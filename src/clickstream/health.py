@@ -416,7 +416,7 @@ def _check_pauses(inp: HealthInput, report: Report) -> None:
                 Problem(
                     "paused",
                     f"store {dep.store_id}: schedule left paused by {ended}; the next "
-                    f"backfill or catch-up that submits work resumes it, or {resume}",
+                    f"backfill or catch-up run resumes it, or {resume}",
                 )
             )
         elif dep.store_active:
