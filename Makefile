@@ -66,7 +66,7 @@ demo: setup ## The main job on embedded defaults: stack, data, deploy, backfill,
 	@$(BIN)/clickstream stack down >/dev/null
 	$(MAKE) --no-print-directory up
 	$(MAKE) --no-print-directory deploy
-	$(BIN)/python -m clickstream.demo --days $(DEMO_DAYS) --events-per-day $(DEMO_EVENTS)
+	$(BIN)/python -m clickstream.local.demo --days $(DEMO_DAYS) --events-per-day $(DEMO_EVENTS)
 
 bench: setup ## Benchmarks (makespan, overhead, planner, incremental, modes, load) -> bench/RESULTS.md
 	$(BIN)/python -m bench.run

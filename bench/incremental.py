@@ -35,13 +35,15 @@ from datetime import date, timedelta
 from pathlib import Path
 from unittest import mock
 
-from clickstream import paths
-from clickstream.dbt_args import dbt_build_args, spec_environment
-from clickstream.generate import generate
-from clickstream.registry import load_registry
-from clickstream.store_run import MAX_DAYS_PER_RUN, invocations
-from clickstream.warehouse import dbt_environment
-from clickstream.windows import partition_windows
+from clickstream import settings
+from clickstream.adapters.dbt.command import dbt_build_args
+from clickstream.adapters.warehouse import dbt_environment
+from clickstream.core.partition_spec import spec_environment
+from clickstream.core.states import MAX_DAYS_PER_RUN
+from clickstream.core.store_run_plan import invocations
+from clickstream.core.stores import load_registry
+from clickstream.core.windows import partition_windows
+from clickstream.local.synthetic import generate
 
 STORE = "us-flagship"
 NO_SERVER = "http://127.0.0.1:9/api"  # nothing listens there
@@ -66,7 +68,7 @@ def run(days: int = 60, events_per_day: int = 20_000, repeats: int = 3) -> dict:
 
 
 def measure(days: int, events_per_day: int, repeats: int) -> dict:
-    from clickstream import dbt_run
+    from clickstream.adapters.dbt import runner as dbt_run
 
     root = Path(tempfile.mkdtemp(prefix="clickstream-incr-"))
     saved = dict(os.environ)
@@ -82,7 +84,7 @@ def measure(days: int, events_per_day: int, repeats: int) -> dict:
 
         # One warehouse folder, as for a store (dbt's partial parsing keys on the profile,
         # and the profile names the warehouse file): "fresh" empties it.
-        warehouse = paths.warehouse_dir()
+        warehouse = settings.warehouse_dir()
 
         def fresh() -> None:
             shutil.rmtree(warehouse, ignore_errors=True)
@@ -91,8 +93,8 @@ def measure(days: int, events_per_day: int, repeats: int) -> dict:
         def build(build_days: list[date], full_refresh: bool = False) -> tuple[float, float]:
             args = dbt_build_args(
                 store,
-                landing_dir=paths.landing_dir(),
-                project_dir=paths.dbt_project_dir(),
+                landing_dir=settings.landing_dir(),
+                project_dir=settings.dbt_project_dir(),
                 target_path=target,
                 full_refresh=full_refresh,
             )
@@ -104,7 +106,7 @@ def measure(days: int, events_per_day: int, repeats: int) -> dict:
             t = time.perf_counter()
             try:
                 outcome = dbt_run.invoke_dbt(
-                    args, mode="lean", project_dir=paths.dbt_project_dir(), logger=log
+                    args, mode="lean", project_dir=settings.dbt_project_dir(), logger=log
                 )
             finally:
                 total = time.perf_counter() - t

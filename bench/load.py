@@ -29,9 +29,9 @@ from uuid import UUID
 
 from bench.analysis import max_overlap
 from bench.makespan import bench_stack, read_child_runs, run_days
-from clickstream import ledger
-from clickstream.planning import OVERSUBSCRIBE
-from clickstream.scratch import synthetic_stores
+from clickstream.adapters import ledger
+from clickstream.core.states import OVERSUBSCRIBE
+from clickstream.local.scratch import synthetic_stores
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 BEGIN, END_MARK = "<!-- load:begin -->", "<!-- load:end -->"

@@ -52,11 +52,12 @@ from bench.analysis import (
     max_overlap,
     overhead_breakdown,
 )
-from clickstream import ledger
-from clickstream.deployments import DBT_FLOW_NAME, deployment_full_name, orchestrator_full_name
-from clickstream.registry import Store
-from clickstream.scratch import TIMEZONES, make_project
-from clickstream.stack import Stack, StackConfig, client_env, free_port
+from clickstream.adapters import ledger
+from clickstream.core.stores import Store
+from clickstream.deploy.prefect_yaml import deployment_full_name
+from clickstream.local.scratch import TIMEZONES, make_project
+from clickstream.local.stack import Stack, StackConfig, client_env, free_port
+from clickstream.names import DBT_FLOW_NAME, orchestrator_full_name
 
 BIN = Path(sys.executable).parent
 # name -> days_per_run (None: the seed pattern)

@@ -50,7 +50,7 @@ def dates() -> tuple[date, date]:
 
 
 def registry(stores: int, start: date):
-    from clickstream.registry import Registry, Store
+    from clickstream.core.stores import Registry, Store
 
     zones = ["America/New_York", "Asia/Kolkata", "Australia/Sydney", "Europe/Berlin", "UTC"]
     return Registry(
@@ -82,9 +82,10 @@ def setup(root: Path, stores: int, start: date, end: date) -> dict:
     """Ledger, landing folders and warehouses for the planner to read; returns counts."""
     import duckdb
 
-    from clickstream import ledger, source
-    from clickstream.source import RAW_COLUMN_NAMES, RAW_COLUMNS
-    from clickstream.windows import partition_windows
+    from clickstream.adapters import landing as source
+    from clickstream.adapters import ledger
+    from clickstream.adapters.landing import RAW_COLUMN_NAMES, RAW_COLUMNS
+    from clickstream.core.windows import partition_windows
 
     t0 = time.perf_counter()
     os.environ.update(_env(root))
@@ -204,9 +205,11 @@ def _rss_mb() -> float:
 def measure(root: Path, stores: int, start: date, end: date) -> dict:
     """One planning pass, as the orchestrator's run does it, each step timed."""
     os.environ.update(_env(root))
-    from clickstream import grid, ledger
-    from clickstream import orchestrator as orch
-    from clickstream.planning import BackfillRequest, build_lanes
+    from clickstream.adapters import ledger
+    from clickstream.core import grid
+    from clickstream.core.lanes import build_lanes
+    from clickstream.core.requests import BackfillRequest
+    from clickstream.pipelines.backfill import run as orch
 
     reg = registry(stores, start)
     ledger.engine()  # the orchestrator's process has its ledger engine before planning

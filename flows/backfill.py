@@ -12,10 +12,10 @@ from typing import Literal
 from prefect import flow
 from prefect.runtime import flow_run
 
-from clickstream.deployments import ORCHESTRATOR_FLOW_NAME
-from clickstream.orchestrator import orchestrate
-from clickstream.planning import BackfillRequest
-from clickstream.registry import load_registry
+from clickstream.core.requests import BackfillRequest
+from clickstream.core.stores import load_registry
+from clickstream.names import ORCHESTRATOR_FLOW_NAME
+from clickstream.pipelines.backfill.run import orchestrate
 
 # The UI's multi-select of stores comes from this Literal, built from stores/ at import time
 # (a deploy after adding a store refreshes the choices).

@@ -12,10 +12,10 @@ from typing import Literal
 from prefect import flow
 from prefect.runtime import flow_run
 
-from clickstream.deployments import CATCH_UP_FLOW_NAME
-from clickstream.orchestrator import orchestrate
-from clickstream.planning import BackfillRequest
-from clickstream.registry import load_registry
+from clickstream.core.requests import BackfillRequest
+from clickstream.core.stores import load_registry
+from clickstream.names import CATCH_UP_FLOW_NAME
+from clickstream.pipelines.backfill.run import orchestrate
 
 StoreId = Literal[tuple(load_registry().ids)]  # type: ignore[valid-type]
 

@@ -3,18 +3,18 @@ store by default (its 30-minute schedule, a click on Run), or a range of days (b
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from typing import Literal
 
 from prefect import flow
 from prefect.states import Completed, State
 
-from clickstream.deployments import DBT_FLOW_NAME
-from clickstream.store_run import run_store_partitions
+from clickstream import settings
+from clickstream.names import DBT_FLOW_NAME
+from clickstream.pipelines.store_run import run_store_partitions
 
 # A hung dbt run must not hold its store's single-flight slot forever.
-DBT_RUN_TIMEOUT_SECONDS = int(os.environ.get("CLICKSTREAM_DBT_RUN_TIMEOUT_SECONDS", "3600"))
+DBT_RUN_TIMEOUT_SECONDS = settings.get().dbt_run_timeout_seconds
 
 
 @flow(name=DBT_FLOW_NAME, log_prints=True, timeout_seconds=DBT_RUN_TIMEOUT_SECONDS)

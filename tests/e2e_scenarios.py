@@ -105,7 +105,7 @@ class Profile:
     def _pg(self):
         import psycopg2
 
-        from clickstream.warehouse import pg_dsn
+        from clickstream.adapters.warehouse import pg_dsn
 
         return psycopg2.connect(pg_dsn(self.env["CLICKSTREAM_PG_DATABASE"]))
 
@@ -134,9 +134,9 @@ class Profile:
 
     def load(self, store_id: str, first: date, last: date) -> None:
         """Postgres: copy landing files into raw.events (what `data generate` does)."""
-        from clickstream.generate import load_postgres
-        from clickstream.registry import load_registry
-        from clickstream.warehouse import pg_dsn
+        from clickstream.adapters.warehouse import pg_dsn
+        from clickstream.core.stores import load_registry
+        from clickstream.local.synthetic import load_postgres
 
         with _env(self.env):
             store = load_registry().get(store_id)
@@ -284,7 +284,7 @@ def late_data_in_the_lookback(p: Profile, store_id: str = "us-flagship") -> None
 def full_refresh_keeps_history(p: Profile, store_id: str, extra_day: date) -> None:
     """A store run with full_refresh (as a click in the UI starts it) rebuilds every day the
     ledger knows: none loses its row, every row equals an independent recount."""
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     with _env({**p.env, "CLICKSTREAM_STATE_DIR": str(p.handle.cfg.state_dir)}):
         known = {k[1]: b for k, b in ledger.read_builds([store_id]).items()}

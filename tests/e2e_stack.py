@@ -18,7 +18,7 @@ from pathlib import Path
 from uuid import UUID
 
 from bench.analysis import max_overlap  # noqa: F401 - re-exported for the e2e tests
-from clickstream.stack import Stack, StackConfig, client_env, free_port
+from clickstream.local.stack import Stack, StackConfig, client_env, free_port
 
 BIN = Path(sys.executable).parent
 DBT_GLOBAL_LIMIT = 2  # below the store count, so the global cap is what binds
@@ -198,7 +198,7 @@ def read_run(handle: E2EStack, run_id):
 def every_dbt_slot_held(handle: E2EStack, lease_seconds: float = 300):
     """Hold every ``dbt-global`` slot (under a lease, as a run does) until the block ends:
     store runs started inside it stay in flight, running and waiting for a slot."""
-    from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
+    from clickstream.names import GLOBAL_LIMIT_NAME
 
     async def take(client):
         limit = await client.read_global_concurrency_limit_by_name(GLOBAL_LIMIT_NAME)

@@ -164,14 +164,14 @@ def wait_final(handle: E2EStack, run_id, timeout: float = 300):
 
 
 def builds(p: Profile):
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     with _env({"CLICKSTREAM_STATE_DIR": str(p.handle.cfg.state_dir), **p.env}):
         return ledger.read_builds()
 
 
 def dispatches(p: Profile):
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     with _env({"CLICKSTREAM_STATE_DIR": str(p.handle.cfg.state_dir), **p.env}):
         return ledger.read_latest_dispatches()

@@ -15,9 +15,9 @@ from datetime import date, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from clickstream import paths
+from clickstream import settings
 from clickstream.cli import app
-from clickstream.stack import free_port
+from clickstream.local.stack import free_port
 
 FUTURE = (date.today() + timedelta(days=30)).isoformat()
 BOX = re.compile(r"[│╭╮╰╯─]+")
@@ -53,7 +53,7 @@ def assert_rejected(state, args, words):
     assert "cannot reach" not in text  # validated before any network call
     # Nothing created: no state dir (landing files, ledger, warehouses) at all.
     assert not state.exists(), sorted(str(p) for p in state.rglob("*"))
-    assert not (paths.project_dir() / ".clickstream" / "landing" / "nope").exists()
+    assert not (settings.project_dir() / ".clickstream" / "landing" / "nope").exists()
 
 
 GEN = ["data", "generate"]
@@ -176,7 +176,7 @@ def backfill_flow():
     from prefect.flows import load_flow_from_entrypoint
 
     old = os.getcwd()
-    os.chdir(paths.project_dir())
+    os.chdir(settings.project_dir())
     try:
         return load_flow_from_entrypoint("flows/backfill.py:clickstream_backfill")
     finally:
@@ -271,7 +271,7 @@ def test_flow_form_accepts_good_values(backfill_flow):
     ],
 )
 def test_registry_file_not_a_store(tmp_path, text, words):
-    from clickstream.registry import RegistryError, load_registry
+    from clickstream.core.stores import RegistryError, load_registry
 
     (tmp_path / "de-berlin.yaml").write_text(text)
     with pytest.raises(RegistryError) as exc:

@@ -23,7 +23,7 @@ from bench.analysis import (
     percentile,
 )
 from bench.prefect_db import DbSnapshot, growth
-from clickstream.ledger import BuildRecord
+from clickstream.core.records import BuildRecord
 
 
 def test_ideal_makespan_is_bounded_by_the_global_limit_or_the_longest_store():

@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clickstream import paths
-from clickstream.dbt_args import (
-    SPEC_ENV,
-    dbt_build_args,
-    partition_spec,
-    spec_environment,
-)
-from clickstream.registry import load_registry
-from clickstream.windows import partition_windows
+from clickstream import settings
+from clickstream.adapters.dbt.command import dbt_build_args
+from clickstream.core.partition_spec import SPEC_ENV, partition_spec, spec_environment
+from clickstream.core.stores import load_registry
+from clickstream.core.windows import partition_windows
 
 NY = load_registry().get("us-flagship")
 
@@ -104,7 +100,7 @@ def test_a_day_is_listed_once():
 
 def test_dbt_project_defaults_are_the_python_definition():
     """dbt_project.yml's hand-run defaults agree with windows.py and source.py."""
-    v = yaml.safe_load((paths.dbt_project_dir() / "dbt_project.yml").read_text())["vars"]
+    v = yaml.safe_load((settings.dbt_project_dir() / "dbt_project.yml").read_text())["vars"]
     store = load_registry().get(v["store_id"])
     assert store.database == v["database"]
     spec = partition_spec(store, partition_windows(store.timezone, [date.fromisoformat(v["ds"])]))

@@ -16,11 +16,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from clickstream import paths
-from clickstream.dbt_args import SPEC_ENV, dbt_build_args, spec_environment
-from clickstream.generate import add_bad_events, generate
-from clickstream.registry import load_registry
-from clickstream.windows import date_range, partition_window, partition_windows
+from clickstream import settings
+from clickstream.adapters.dbt.command import dbt_build_args
+from clickstream.core.partition_spec import SPEC_ENV, spec_environment
+from clickstream.core.stores import load_registry
+from clickstream.core.windows import date_range, partition_window, partition_windows
+from clickstream.local.synthetic import add_bad_events, generate
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ class Project:
         args = dbt_build_args(
             store,
             landing_dir=landing or self.landing,
-            project_dir=paths.dbt_project_dir(),
+            project_dir=settings.dbt_project_dir(),
             target_path=self.target / warehouse.name / store_id,
         )
         env = spec_environment(store, partition_windows(store.timezone, days))
@@ -286,7 +287,7 @@ def test_builds_of_a_store_keep_dbts_partial_parse(project, tmp_path):
 
 def test_a_spec_for_another_store_is_refused(project, tmp_path):
     store = project.stores["us-flagship"]
-    from clickstream.dbt_args import partition_spec
+    from clickstream.core.partition_spec import partition_spec
 
     spec = partition_spec(store, partition_windows(store.timezone, [DAYS[0]]))
     result = project.build("in-mumbai", DAYS[0], warehouse=tmp_path / "x", spec=spec)

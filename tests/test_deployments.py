@@ -9,22 +9,21 @@ import sys
 import pytest
 import yaml
 
-from clickstream import paths
-from clickstream.deployments import (
+from clickstream import settings
+from clickstream.core.stores import load_registry
+from clickstream.deploy.prefect_yaml import check_prefect_yaml, synced_text
+from clickstream.names import (
     CATCH_UP_DEPLOYMENT,
     CATCH_UP_ENTRYPOINT,
     DBT_ENTRYPOINT,
     ORCHESTRATOR_DEPLOYMENT,
     ORCHESTRATOR_ENTRYPOINT,
-    check_prefect_yaml,
-    synced_text,
 )
-from clickstream.registry import load_registry
 
 
 @pytest.fixture(scope="module")
 def doc():
-    return yaml.safe_load(paths.prefect_yaml_path().read_text())
+    return yaml.safe_load(settings.prefect_yaml_path().read_text())
 
 
 def test_every_store_has_a_single_flight_deployment(doc):
@@ -59,7 +58,7 @@ def test_backfill_on_demand_and_catch_up_nightly(doc):
 def test_schedule_parameters_fit_the_catch_up_flow(doc, monkeypatch):
     from prefect.flows import load_flow_from_entrypoint
 
-    monkeypatch.chdir(paths.project_dir())
+    monkeypatch.chdir(settings.project_dir())
     flow = load_flow_from_entrypoint(CATCH_UP_ENTRYPOINT)
     (sched,) = {d["name"]: d for d in doc["deployments"]}[CATCH_UP_DEPLOYMENT]["schedules"]
     assert flow.validate_parameters(sched["parameters"])["lookback_days"] == 7
@@ -68,14 +67,14 @@ def test_schedule_parameters_fit_the_catch_up_flow(doc, monkeypatch):
 def test_check_passes_and_sync_is_idempotent():
     reg = load_registry()
     assert check_prefect_yaml(reg).ok, check_prefect_yaml(reg).problems
-    text = paths.prefect_yaml_path().read_text()
+    text = settings.prefect_yaml_path().read_text()
     assert synced_text(text, reg) == text
 
 
 def test_check_detects_drift(tmp_path, monkeypatch):
     """A store file added without `stores sync`, or a hand-edited limit, fails the check."""
     stores = tmp_path / "stores"
-    shutil.copytree(paths.stores_dir(), stores)
+    shutil.copytree(settings.stores_dir(), stores)
     (stores / "de-berlin.yaml").write_text(
         "store_id: de-berlin\ndisplay_name: Berlin\ndatabase: de_berlin\n"
         "timezone: Europe/Berlin\nearliest_ds: 2026-01-01\n"
@@ -88,7 +87,7 @@ def test_check_detects_drift(tmp_path, monkeypatch):
 
     # sync fixes it; then breaking the limit by hand is caught
     pf = tmp_path / "prefect.yaml"
-    pf.write_text(synced_text(paths.prefect_yaml_path().read_text(), reg))
+    pf.write_text(synced_text(settings.prefect_yaml_path().read_text(), reg))
     assert check_prefect_yaml(reg, pf).ok
     pf.write_text(pf.read_text().replace("*single_flight_enqueue", "{limit: 2}", 1))
     assert not check_prefect_yaml(reg, pf).ok
@@ -112,7 +111,7 @@ def test_cli_check_exit_codes(tmp_path):
 def test_entrypoints_load(entrypoint, name, monkeypatch):
     from prefect.flows import load_flow_from_entrypoint
 
-    monkeypatch.chdir(paths.project_dir())
+    monkeypatch.chdir(settings.project_dir())
     assert load_flow_from_entrypoint(entrypoint).name == name
 
 
@@ -121,7 +120,7 @@ def test_orchestrator_form_is_typed_and_described(monkeypatch):
     from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
 
-    monkeypatch.chdir(paths.project_dir())
+    monkeypatch.chdir(settings.project_dir())
     flow = load_flow_from_entrypoint(ORCHESTRATOR_ENTRYPOINT)
     schema = parameter_schema(flow.fn).model_dump_for_openapi()
     props = schema["properties"]
@@ -156,7 +155,7 @@ def test_store_form_keeps_full_dbt_mode_for_people(monkeypatch):
     from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
 
-    monkeypatch.chdir(paths.project_dir())
+    monkeypatch.chdir(settings.project_dir())
     flow = load_flow_from_entrypoint(DBT_ENTRYPOINT)
     props = parameter_schema(flow.fn).model_dump_for_openapi()["properties"]
     assert props["dbt_mode"]["default"] == "full"

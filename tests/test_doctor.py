@@ -22,16 +22,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clickstream import ledger, paths
-from clickstream.deployments import (
+from clickstream import settings
+from clickstream.adapters import ledger
+from clickstream.names import (
     CATCH_UP_DEPLOYMENT,
     CATCH_UP_FLOW_NAME,
     DBT_FLOW_NAME,
+    GLOBAL_LIMIT_NAME,
     ORCHESTRATOR_DEPLOYMENT,
     ORCHESTRATOR_FLOW_NAME,
     WORK_POOL,
 )
-from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
 
 pytestmark = pytest.mark.harness
 BIN = Path(sys.executable).parent
@@ -60,7 +61,7 @@ def doctor(*args: str, api_url: str | None = None) -> tuple[int, str]:
     proc = subprocess.run(
         [str(BIN / "clickstream"), "doctor", *args],
         env=env,
-        cwd=str(paths.project_dir()),
+        cwd=str(settings.project_dir()),
         capture_output=True,
         text=True,
         timeout=120,
@@ -74,7 +75,7 @@ async def _reset(client) -> None:
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.exceptions import ObjectNotFound
 
-    from clickstream.prefect_ops import ensure_global_limit, ensure_work_pool
+    from clickstream.adapters.prefect_api import ensure_global_limit, ensure_work_pool
 
     for flow in await client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=FLOWS))):
         await client.delete_flow(flow.id)

@@ -115,8 +115,8 @@ def test_flow_rejects_bad_input_from_the_ui_path(e2e):
 
 
 def test_forced_failure_then_failed_rerun_fixes_only_it(e2e):
-    from clickstream.generate import add_bad_events
-    from clickstream.registry import load_registry
+    from clickstream.core.stores import load_registry
+    from clickstream.local.synthetic import add_bad_events
 
     start, end = date(2026, 10, 15), date(2026, 10, 16)
     stores = ["in-mumbai", "us-flagship"]
@@ -141,7 +141,7 @@ def test_forced_failure_then_failed_rerun_fixes_only_it(e2e):
     ok = [r for r in runs if partition(r) != bad]
     assert len(ok) == 3 and {r.state_type.value for r in ok} == {"COMPLETED"}
 
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     with state_of(e2e):
         assert ledger.read_builds([bad[0]])[bad].status == "failed"

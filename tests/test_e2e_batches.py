@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from clickstream.planning import OVERSUBSCRIBE
+from clickstream.core.states import OVERSUBSCRIBE
 from tests.e2e_scenarios import DATABASES, MART_COLUMNS, Profile, utcnow
 from tests.e2e_stack import (
     DBT_GLOBAL_LIMIT,
@@ -56,11 +56,12 @@ def day_by_day_reference(landing: Path, days: list[date], scratch: Path, monkeyp
     built on its own with dbt (in this process, into a scratch warehouse)."""
     from dbt.cli.main import dbtRunner
 
-    from clickstream import paths
-    from clickstream.dbt_args import dbt_build_args, spec_environment
-    from clickstream.registry import load_registry
-    from clickstream.warehouse import release_dbt_duckdb
-    from clickstream.windows import partition_windows
+    from clickstream import settings
+    from clickstream.adapters.dbt.command import dbt_build_args
+    from clickstream.adapters.warehouse import release_dbt_duckdb
+    from clickstream.core.partition_spec import spec_environment
+    from clickstream.core.stores import load_registry
+    from clickstream.core.windows import partition_windows
 
     warehouse = scratch / "warehouse"
     warehouse.mkdir(parents=True)
@@ -72,7 +73,7 @@ def day_by_day_reference(landing: Path, days: list[date], scratch: Path, monkeyp
             args = dbt_build_args(
                 store,
                 landing_dir=landing,
-                project_dir=paths.dbt_project_dir(),
+                project_dir=settings.dbt_project_dir(),
                 target_path=scratch / "target" / sid,
             )
             for ds in days:
@@ -101,7 +102,7 @@ def day_by_day_reference(landing: Path, days: list[date], scratch: Path, monkeyp
 def test_four_days_per_run_holds_the_limits_and_equals_day_by_day_builds(
     e2e, tmp_path, monkeypatch
 ):
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     p = Profile(e2e)
     first, last = DAYS[0], DAYS[-1]
@@ -165,9 +166,9 @@ def test_four_days_per_run_holds_the_limits_and_equals_day_by_day_builds(
 
 
 def test_a_failing_day_fails_its_whole_batch_and_failed_repairs_it(e2e):
-    from clickstream import ledger
-    from clickstream.generate import add_bad_events
-    from clickstream.registry import load_registry
+    from clickstream.adapters import ledger
+    from clickstream.core.stores import load_registry
+    from clickstream.local.synthetic import add_bad_events
 
     store, first, last = "us-flagship", date(2026, 9, 24), date(2026, 9, 27)
     with state_of(e2e):
@@ -206,7 +207,7 @@ def test_a_batch_never_builds_a_day_an_in_flight_run_is_building(e2e):
 
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     store, first, last, busy = "in-mumbai", date(2026, 9, 15), date(2026, 9, 20), date(2026, 9, 17)
 

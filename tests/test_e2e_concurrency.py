@@ -65,7 +65,7 @@ def test_overlapping_backfills_do_each_partition_once_within_limits(e2e):
     for r in runs:
         by_store[r.parameters["store_id"]].append((r.start_time, r.end_time))
     assert all(max_overlap(v) == 1 for v in by_store.values())
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     with state_of(e2e):
         builds = ledger.read_builds(None, start, end)

@@ -39,7 +39,7 @@ def test_deployment_runs_from_cli_and_enqueues(e2e):
     ]
     assert max_overlap([(r.start_time, r.end_time) for r in runs]) == 1
 
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     with state_of(e2e):
         builds = ledger.read_builds(["us-flagship"], date(2026, 10, 1), date(2026, 10, 2))

@@ -9,9 +9,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from clickstream.planning import OVERSUBSCRIBE
-from clickstream.scale import drop_database, ensure_database, postgres_reachable
-from clickstream.warehouse import pg_dsn, pg_url
+from clickstream.adapters.warehouse import pg_dsn, pg_url
+from clickstream.core.states import OVERSUBSCRIBE
+from clickstream.local.postgres import drop_database, ensure_database, postgres_reachable
 from tests.e2e_scenarios import Profile, full_refresh_keeps_history, late_data_in_the_lookback
 from tests.e2e_stack import (
     DBT_GLOBAL_LIMIT,
@@ -87,7 +87,7 @@ def test_backfill_on_postgres_within_limits_and_idempotent(pg_stack, monkeypatch
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    from clickstream import ledger
+    from clickstream.adapters import ledger
 
     builds = ledger.read_builds(None, start, end)
     assert len(builds) == 9 and {b.status for b in builds.values()} == {"completed"}

@@ -13,10 +13,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from clickstream import ledger
-from clickstream.ops import ZOMBIE_AUTOMATION_NAME
-from clickstream.prefect_ops import GLOBAL_LIMIT_NAME
-from clickstream.stack import process_alive
+from clickstream.adapters import ledger
+from clickstream.local.stack import process_alive
+from clickstream.names import GLOBAL_LIMIT_NAME, ZOMBIE_AUTOMATION_NAME
 from tests.e2e_stack import (
     dbt_overlap,
     every_dbt_slot_held,

@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from clickstream.scale import drop_database, ensure_database, postgres_reachable
-from clickstream.warehouse import pg_url
+from clickstream.adapters.warehouse import pg_url
+from clickstream.local.postgres import drop_database, ensure_database, postgres_reachable
 from tests.e2e_scenarios import Profile
 from tests.e2e_stack import generate, start_e2e_stack
 from tests.schedule_scenarios import (

@@ -46,8 +46,8 @@ def test_dst_and_offset_days_match_an_independent_recount(p):
 
 
 def test_late_events_inside_the_window_make_exactly_their_readers_stale(p):
-    from clickstream.generate import add_late_events
-    from clickstream.registry import load_registry
+    from clickstream.core.stores import load_registry
+    from clickstream.local.synthetic import add_late_events
 
     store_id, days = "au-sydney", [date(2026, 4, 14) + timedelta(days=n) for n in range(3)]
     p.backfill(store_id, days[0], days[-1], "--reprocess", "stale")

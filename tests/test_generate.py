@@ -8,14 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from clickstream.generate import (
-    EVENT_TYPES,
-    add_bad_events,
-    add_late_events,
-    generate,
-)
-from clickstream.registry import Store
-from clickstream.windows import date_range, partition_window
+from clickstream.core.stores import Store
+from clickstream.core.windows import date_range, partition_window
+from clickstream.local.synthetic import EVENT_TYPES, add_bad_events, add_late_events, generate
 
 NY = Store(
     store_id="us-flagship",

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from clickstream.health import (
+from clickstream.core.health import (
     DeploymentInfo,
     HealthInput,
     LimitInfo,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream.stack import stop_pid
+from clickstream.local.stack import stop_pid
 
 pytestmark = pytest.mark.slow
 

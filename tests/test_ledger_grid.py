@@ -1,6 +1,7 @@
 from datetime import date
 
-from clickstream import grid, ledger
+from clickstream.adapters import ledger
+from clickstream.core import grid
 
 
 def test_ledger_roundtrip_and_latest_dispatch(isolated_state):

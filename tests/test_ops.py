@@ -18,15 +18,15 @@ from uuid import uuid4
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from clickstream import paths
-from clickstream.ops import (
+from clickstream import settings
+from clickstream.names import ZOMBIE_AUTOMATION_NAME
+from clickstream.pipelines.operate.bootstrap import (
     HEARTBEAT_EVENT,
     TERMINAL_EVENTS,
-    ZOMBIE_AUTOMATION_NAME,
     automation_definition,
-    select_stuck_runs,
     zombie_automation,
 )
+from clickstream.pipelines.operate.unstick import select_stuck_runs
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BIN = Path(sys.executable).parent
@@ -121,7 +121,7 @@ def _cli(env, *args):
     proc = subprocess.run(
         [str(BIN / "clickstream"), *args],
         env=env,
-        cwd=str(paths.project_dir()),
+        cwd=str(settings.project_dir()),
         capture_output=True,
         text=True,
         timeout=180,
@@ -137,7 +137,7 @@ def test_bootstrap_automation_and_unstick_against_real_server(tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Pending, Running
 
-    from clickstream.stack import Stack, StackConfig, client_env, free_port
+    from clickstream.local.stack import Stack, StackConfig, client_env, free_port
 
     cfg = StackConfig(state_dir=tmp_path / "state", port=free_port(), workers=0, scheduler=False)
     stack = Stack(cfg)

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from clickstream import ledger
-from clickstream.generate import generate
-from clickstream.registry import load_registry
+from clickstream.adapters import ledger
+from clickstream.core.stores import load_registry
+from clickstream.local.synthetic import generate
 from tests.test_source import write_events
 
 pytestmark = [pytest.mark.harness, pytest.mark.usefixtures("harness")]
@@ -68,7 +68,7 @@ def backfill(**params):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Every (store, day) of DAYS built once, in lean mode, by the store flow."""
-    from clickstream.prefect_ops import ensure_global_limit
+    from clickstream.adapters.prefect_api import ensure_global_limit
     from flows.clickstream_dbt import clickstream_dbt_run
 
     root = tmp_path_factory.mktemp("orchestrator-flow")
@@ -115,7 +115,7 @@ def test_nothing_to_do_when_everything_is_built(built):
 
 
 def test_a_mart_row_deleted_behind_the_ledgers_back_is_missing(built):
-    from clickstream.warehouse import duckdb_path
+    from clickstream.adapters.warehouse import duckdb_path
 
     store = load_registry().get("in-mumbai")
     victim = DAYS[1]
@@ -146,10 +146,10 @@ def test_late_data_in_the_lookback_makes_the_next_day_stale(built):
     tz = ZoneInfo("America/New_York")
     d = DAYS[2]
     midnight = datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
-    from clickstream import paths
+    from clickstream import settings
 
     write_events(
-        paths.landing_dir(),
+        settings.landing_dir(),
         d - timedelta(days=1),
         "late-lookback.parquet",
         [("late-lookback-1", midnight - timedelta(minutes=15), datetime(2030, 1, 1), "u-late")],
@@ -162,7 +162,7 @@ def test_late_data_in_the_lookback_makes_the_next_day_stale(built):
 
 
 def test_a_store_being_built_keeps_the_ledgers_word_and_is_named(built):
-    from clickstream.warehouse import store_lock
+    from clickstream.adapters.warehouse import store_lock
 
     store = load_registry().get("in-mumbai")
     with store_lock(store, exclusive=True, wait_seconds=1):  # as a running build holds it

@@ -2,24 +2,23 @@ from datetime import date, timedelta
 
 import pytest
 
-from clickstream.planning import (
-    BackfillInputError,
-    BackfillRequest,
-    LaneScheduler,
-    PartitionState,
-    build_lanes,
+from clickstream.core.child_runs import (
     child_parameters,
     child_run_name,
     child_tags,
-    classify,
-    expand_partitions,
-    group_runs,
     idempotency_key,
     next_attempt,
-    resolve_request,
-    select_partitions,
 )
-from clickstream.registry import Registry, Store
+from clickstream.core.classify import classify, select_partitions
+from clickstream.core.lanes import LaneScheduler, build_lanes, group_runs
+from clickstream.core.requests import (
+    BackfillInputError,
+    BackfillRequest,
+    expand_partitions,
+    resolve_request,
+)
+from clickstream.core.states import PartitionState
+from clickstream.core.stores import Registry, Store
 
 D = date
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream.registry import RegistryError, load_registry, parse_store_file
+from clickstream.core.stores import RegistryError, load_registry, parse_store_file
 
 GOOD = """\
 store_id: {sid}

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from clickstream import paths
+from clickstream import settings
 
 # --- (a) a credential scanner over every git-tracked file -------------------------------------
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
@@ -87,7 +87,7 @@ def scan_text(text: str, name: str = "<text>") -> list[str]:
 
 
 def tracked_files() -> list[Path]:
-    root = paths.project_dir()
+    root = settings.project_dir()
     out = subprocess.run(
         ["git", "--no-optional-locks", "ls-files", "-z"],
         cwd=root,
@@ -111,7 +111,7 @@ def test_no_credentials_in_tracked_files():
             continue  # binary
         scanned += 1
         findings += scan_text(
-            data.decode("utf-8", "replace"), str(path.relative_to(paths.project_dir()))
+            data.decode("utf-8", "replace"), str(path.relative_to(settings.project_dir()))
         )
     assert scanned > 20
     assert not findings, "\n".join(findings)
@@ -179,7 +179,7 @@ def _walk(node, path=()):
 
 @pytest.mark.parametrize("rel", ["prefect.yaml", "dbt/profiles.yml", "dbt/dbt_project.yml"])
 def test_config_files_have_no_literal_credentials(rel):
-    path = paths.project_dir() / rel
+    path = settings.project_dir() / rel
     text = path.read_text(encoding="utf-8")
     assert scan_text(text, rel) == []
     for keys, value in _walk(yaml.safe_load(text)):
@@ -198,14 +198,14 @@ def test_config_files_have_no_literal_credentials(rel):
 
 
 def test_profiles_postgres_password_comes_from_env_only():
-    profiles = yaml.safe_load((paths.dbt_project_dir() / "profiles.yml").read_text())
+    profiles = yaml.safe_load((settings.dbt_project_dir() / "profiles.yml").read_text())
     pg = profiles["clickstream"]["outputs"]["postgres"]
     assert pg["password"] == "{{ env_var('CLICKSTREAM_PG_PASSWORD', '') }}"
     assert "password" not in profiles["clickstream"]["outputs"]["duckdb"]
 
 
 def test_prefect_yaml_sets_no_environment_secrets():
-    doc = yaml.safe_load(paths.prefect_yaml_path().read_text())
+    doc = yaml.safe_load(settings.prefect_yaml_path().read_text())
     for dep in doc["deployments"]:
         env = ((dep.get("job_variables") or {}).get("env")) or {}
         assert not [k for k in env if SECRET_KEY.search(k)], dep["name"]
@@ -226,7 +226,7 @@ class FakePopen:
 
 @pytest.fixture
 def fake_spawn(tmp_path, monkeypatch):
-    from clickstream import stack as stack_mod
+    from clickstream.local import stack as stack_mod
 
     FakePopen.calls = []
     monkeypatch.setattr(stack_mod.subprocess, "Popen", FakePopen)
@@ -315,8 +315,8 @@ def test_postgres_defaults_are_loopback(monkeypatch):
         "CLICKSTREAM_PG_PASSWORD",
     ):
         monkeypatch.delenv(var, raising=False)
-    from clickstream.scale import prefect_database_url
-    from clickstream.warehouse import pg_dsn
+    from clickstream.adapters.warehouse import pg_dsn
+    from clickstream.local.postgres import prefect_database_url
 
     assert _host(pg_dsn("x")) == LOOPBACK
     assert _host(prefect_database_url()) == LOOPBACK

@@ -14,16 +14,15 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from clickstream.generate import generate
-from clickstream.source import (
-    FINGERPRINT_VERSION,
-    RAW_COLUMNS,
-    Recorded,
-    day_dir,
-    fingerprints,
+from clickstream.adapters.landing import RAW_COLUMNS, day_dir, fingerprints
+from clickstream.core.fingerprints import FINGERPRINT_VERSION, Recorded
+from clickstream.core.windows import (
+    SESSION_LOOKBACK,
     landing_days,
+    partition_window,
+    partition_windows,
 )
-from clickstream.windows import SESSION_LOOKBACK, partition_window, partition_windows
+from clickstream.local.synthetic import generate
 from tests.test_generate import NY
 
 DAYS = [date(2026, 10, 30) + timedelta(days=n) for n in range(5)]  # NY falls back 11-01
@@ -75,9 +74,9 @@ def landing(tmp_path) -> Path:
 def test_lookback_is_at_least_the_dbt_session_gap():
     import yaml
 
-    from clickstream import paths
+    from clickstream import settings
 
-    gap = yaml.safe_load((paths.dbt_project_dir() / "dbt_project.yml").read_text())["vars"][
+    gap = yaml.safe_load((settings.dbt_project_dir() / "dbt_project.yml").read_text())["vars"][
         "session_gap_minutes"
     ]
     assert timedelta(minutes=gap) <= SESSION_LOOKBACK

@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from clickstream import ledger
-from clickstream.generate import add_bad_events, generate
-from clickstream.registry import load_registry
+from clickstream.adapters import ledger
+from clickstream.core.stores import load_registry
+from clickstream.local.synthetic import add_bad_events, generate
 
 pytestmark = [pytest.mark.harness, pytest.mark.usefixtures("harness")]
 
@@ -40,7 +40,7 @@ def api(fn):
 
 
 def ensure_limit(limit: int = 2) -> None:
-    from clickstream.prefect_ops import ensure_global_limit
+    from clickstream.adapters.prefect_api import ensure_global_limit
 
     api(lambda c: ensure_global_limit(c, limit))
 
@@ -103,15 +103,15 @@ def dbt_node_names() -> set[str]:
     """What dbt itself lists for the store's build selection (independent of prefect-dbt)."""
     from dbt.cli.main import dbtRunner
 
-    from clickstream import paths
+    from clickstream import settings
 
     res = dbtRunner().invoke(
         [
             "ls",
             "--project-dir",
-            str(paths.dbt_project_dir()),
+            str(settings.dbt_project_dir()),
             "--profiles-dir",
-            str(paths.dbt_project_dir()),
+            str(settings.dbt_project_dir()),
             "--select",
             "+clickstream_daily",
             "--resource-types",
@@ -132,7 +132,7 @@ def dbt_node_names() -> set[str]:
 
 
 def mart(store_id: str) -> list[tuple]:
-    from clickstream.warehouse import duckdb_path
+    from clickstream.adapters.warehouse import duckdb_path
 
     store = load_registry().get(store_id)
     con = duckdb.connect(str(duckdb_path(store)))
@@ -195,7 +195,7 @@ def test_lean_mode_makes_no_task_and_logs_each_node(state):
     events = all_asset_events(run_id)
     assert len(events) == 3 and set(events.values()) == {"prefect.asset.materialization.succeeded"}
     # The build let go of the store's DuckDB file: another process can open it at once.
-    from clickstream.warehouse import duckdb_path
+    from clickstream.adapters.warehouse import duckdb_path
 
     path = duckdb_path(load_registry().get(STORE))
     probe = subprocess.run(

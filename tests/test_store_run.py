@@ -6,17 +6,17 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from clickstream.ledger import BuildRecord
-from clickstream.registry import load_registry
-from clickstream.source import Fingerprint
-from clickstream.store_run import (
-    MAX_DAYS_PER_RUN,
+from clickstream.core.fingerprints import Fingerprint
+from clickstream.core.records import BuildRecord
+from clickstream.core.states import MAX_DAYS_PER_RUN
+from clickstream.core.store_run_plan import (
     PartitionInputError,
     already_built,
     full_refresh_days,
     invocations,
     requested_days,
 )
+from clickstream.core.stores import load_registry
 
 D = date
 NY = load_registry().get("us-flagship")
@@ -100,7 +100,7 @@ def test_already_built(record, skipped):
 
 # -- a regular run superseded by a newer one (missed ticks after an outage) ------------------
 def _tick(name: str, minute: int, state: str = "SCHEDULED", regular: bool = True):
-    from clickstream.store_run import RunTick
+    from clickstream.core.store_run_plan import RunTick
 
     return RunTick(name, datetime(2026, 11, 23, 10, minute), state, regular)
 
@@ -109,7 +109,7 @@ NOW = datetime(2026, 11, 23, 10, 59)
 
 
 def test_the_oldest_of_three_missed_ticks_is_superseded_by_the_newest_due_one():
-    from clickstream.store_run import superseded_by
+    from clickstream.core.store_run_plan import superseded_by
 
     a, b, c = _tick("a", 0), _tick("b", 30), _tick("c", 58)
     assert superseded_by(a, [a, b, c], NOW) == c
@@ -118,7 +118,7 @@ def test_the_oldest_of_three_missed_ticks_is_superseded_by_the_newest_due_one():
 
 
 def test_a_tick_due_exactly_now_supersedes():
-    from clickstream.store_run import superseded_by
+    from clickstream.core.store_run_plan import superseded_by
 
     due_now = _tick("next", 59)
     assert superseded_by(_tick("me", 0), [due_now], NOW) == due_now
@@ -135,20 +135,20 @@ def test_a_tick_due_exactly_now_supersedes():
     ],
 )
 def test_nothing_supersedes_a_run_unless_a_newer_regular_tick_is_due_and_alive(me, other, why):
-    from clickstream.store_run import superseded_by
+    from clickstream.core.store_run_plan import superseded_by
 
     assert superseded_by(me, [me, other], NOW) is None, why
 
 
 def test_a_newer_tick_not_due_yet_does_not_supersede_normal_operation():
-    from clickstream.store_run import superseded_by
+    from clickstream.core.store_run_plan import superseded_by
 
     me, upcoming = _tick("me", 30), _tick("upcoming", 59)
     assert superseded_by(me, [me, upcoming], datetime(2026, 11, 23, 10, 31)) is None
 
 
 def test_a_newer_tick_that_already_completed_supersedes_an_older_one_run_late():
-    from clickstream.store_run import superseded_by
+    from clickstream.core.store_run_plan import superseded_by
 
     me, done = _tick("me", 0), _tick("done", 30, "COMPLETED")
     assert superseded_by(me, [me, done], NOW) == done

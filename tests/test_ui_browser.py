@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clickstream import paths
+from clickstream import settings
 from tests.e2e_stack import child_runs, read_run, wait_for
 from tests.test_e2e_backfill import orchestrator_runs
 
@@ -39,7 +39,7 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SHOTS = paths.project_dir() / "artifacts" / "ui"
+SHOTS = settings.project_dir() / "artifacts" / "ui"
 CATCH_UP = "clickstream-catch-up/nightly-catch-up"
 
 
@@ -305,7 +305,7 @@ def test_regular_store_run_has_one_task_run_per_dbt_node(e2e):
 
 # -- the nightly catch-up deployment, run from its schedule ------------------------------------
 def test_catch_up_deployment_runs_from_its_schedule_parameters(e2e):
-    from clickstream.registry import load_registry
+    from clickstream.core.stores import load_registry
 
     async def deployment(client):
         return await client.read_deployment_by_name(CATCH_UP)
@@ -316,7 +316,9 @@ def test_catch_up_deployment_runs_from_its_schedule_parameters(e2e):
     # What prefect.yaml declares is what the deployed schedule carries.
     declared = next(
         d
-        for d in yaml.safe_load((paths.project_dir() / "prefect.yaml").read_text())["deployments"]
+        for d in yaml.safe_load((settings.project_dir() / "prefect.yaml").read_text())[
+            "deployments"
+        ]
         if d["name"] == "nightly-catch-up"
     )
     assert schedule.parameters == declared["schedules"][0]["parameters"]

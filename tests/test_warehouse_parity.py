@@ -14,11 +14,12 @@ from datetime import date
 import duckdb
 import pytest
 
-from clickstream import paths
-from clickstream.dbt_args import dbt_build_args, spec_environment
-from clickstream.generate import generate, load_postgres
-from clickstream.registry import load_registry
-from clickstream.windows import date_range, partition_windows
+from clickstream import settings
+from clickstream.adapters.dbt.command import dbt_build_args
+from clickstream.core.partition_spec import spec_environment
+from clickstream.core.stores import load_registry
+from clickstream.core.windows import date_range, partition_windows
+from clickstream.local.synthetic import generate, load_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -94,7 +95,7 @@ def test_duckdb_and_postgres_marts_match(pg_database, tmp_path, monkeypatch):
                 args = dbt_build_args(
                     store,
                     landing_dir=landing,
-                    project_dir=paths.dbt_project_dir(),
+                    project_dir=settings.dbt_project_dir(),
                     target_path=tmp_path / "target" / target / store.store_id,
                     target=target,
                 )

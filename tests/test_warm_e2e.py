@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from clickstream.deployments import WORK_POOL
-from clickstream.stack import Stack, StackConfig, client_env, free_port
+from clickstream.local.stack import Stack, StackConfig, client_env, free_port
+from clickstream.names import WORK_POOL
 from tests.e2e_stack import E2EStack, read_run, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 import clickstream
-from clickstream import warm
-from clickstream.stack import stop_pid
+from clickstream.local.stack import stop_pid
+from clickstream.warm import server as warm
 
 pytestmark = pytest.mark.slow
 
@@ -692,7 +692,7 @@ class _FakePopen:
 
 
 def test_the_stack_puts_each_socket_in_a_fresh_private_directory(tmp_path, monkeypatch):
-    from clickstream import stack as stack_mod
+    from clickstream.local import stack as stack_mod
 
     monkeypatch.setattr(stack_mod.subprocess, "Popen", _FakePopen)
     long_state = tmp_path / ("x" * 80) / "state"  # too long for AF_UNIX under the stack dir
@@ -743,7 +743,7 @@ def test_warming_dbt_leaves_the_server_able_to_fork():
 
 def test_a_socket_counts_as_listening_only_while_a_process_listens(tmp_path):
     """What `Stack.wait_warm` waits for: a file left by a dead server is not a live server."""
-    from clickstream.stack import unix_socket_listening
+    from clickstream.local.stack import unix_socket_listening
 
     path = tmp_path / "probe.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clickstream.windows import (
+from clickstream.core.windows import (
     date_range,
     input_range,
     last_complete_days,

@@ -1,0 +1,1 @@
+"""prefect.yaml: the store deployments rendered from stores/ and checked against them."""

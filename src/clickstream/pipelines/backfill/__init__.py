@@ -1,0 +1,1 @@
+"""The backfill orchestrator: snapshot -> plan -> artifacts -> lane dispatch -> outcome."""

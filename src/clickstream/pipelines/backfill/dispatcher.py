@@ -1,0 +1,408 @@
+"""Lane dispatch of child runs: claim under the ledger's per-store lock, create, poll, retry,
+time out and cancel; one run per store, max_parallel overall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from uuid import UUID
+
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.states import Cancelling
+
+from clickstream import settings
+from clickstream.adapters import ledger
+from clickstream.adapters.prefect_api import TERMINAL, read_flow_runs_by_id, with_api_retries
+from clickstream.core.child_runs import (
+    batch_label,
+    child_parameters,
+    child_run_name,
+    child_tags,
+    idempotency_key,
+    next_attempt,
+)
+from clickstream.core.lanes import LaneScheduler, build_lanes, group_runs
+from clickstream.core.requests import ResolvedRequest
+from clickstream.core.states import POLICY_STATES, Batch, PartitionKey, PartitionState
+from clickstream.names import DBT_FLOW_NAME
+from clickstream.pipelines.backfill.snapshot import Snapshot
+
+# Another orchestrator claims days and creates their run a moment later; a claim with no run
+# after this long belongs to an orchestrator that died in between, and is taken over.
+CLAIM_WITHOUT_RUN_TIMEOUT = timedelta(seconds=60)
+
+
+@dataclass
+class PartitionResult:
+    state: str
+    attempt: int | None = None
+    flow_run_id: str | None = None
+    started: float | None = None
+    duration_s: float | None = None
+    message: str | None = None
+    run_days: str | None = None  # the days of the child run that built it
+
+
+@dataclass
+class InFlight:
+    """A child run in flight: ours, or one we adopted."""
+
+    store_id: str
+    days: Batch
+    attempt: int | None
+    started: float | None
+
+
+class Dispatcher:
+    """Lane-based dispatch of child runs; see the module docstring."""
+
+    def __init__(
+        self,
+        client: PrefectClient,
+        resolved: ResolvedRequest,
+        snapshot: Snapshot,
+        selected: list[PartitionKey],
+        *,
+        orchestrator_run_id: str | None,
+        child_timeout_seconds: float,
+        logger,
+    ) -> None:
+        self.client = client
+        self.resolved = resolved
+        self.snapshot = snapshot
+        self.logger = logger
+        self.orchestrator_run_id = orchestrator_run_id
+        self.child_timeout_seconds = child_timeout_seconds
+        self.scheduler = LaneScheduler(
+            build_lanes(selected, resolved.order, resolved.days_per_run), resolved.max_parallel
+        )
+        self.retry_states = POLICY_STATES[resolved.reprocess]
+        self.in_flight: dict[str, InFlight] = {}  # flow run id -> its run
+        self.results: dict[PartitionKey, PartitionResult] = {}
+        self.attempts_used: dict[PartitionKey, int] = {}
+        self.latest_attempt: dict[PartitionKey, int] = {}  # filled as runs are dispatched
+        chosen = set(selected)
+        self.planned = list(selected) + [k for k in snapshot.in_flight_runs if k not in chosen]
+        self.progress_id: UUID | None = None
+        self.max_in_flight_seen = 0
+        self.child_runs = 0
+        self.ended_runs: set[str] = set()
+        self.run_ended: dict[str, bool | None] = {}  # see _look_up_runs
+
+    # -- progress -------------------------------------------------------------------------
+    @property
+    def finished(self) -> int:
+        return len(self.results)
+
+    async def _progress(self) -> None:
+        total = max(len(self.planned), 1)
+        pct = round(100.0 * self.finished / total, 1)
+        failed = sum(1 for r in self.results.values() if r.state != "completed")
+        flying = sum(len(f.days) for f in self.in_flight.values())
+        desc = (
+            f"{self.finished}/{len(self.planned)} partitions finished, {failed} failed, "
+            f"{flying} in flight in {len(self.in_flight)} run(s)"
+        )
+        try:
+            if self.progress_id is None:
+                self.progress_id = await acreate_progress_artifact(progress=pct, description=desc)
+            else:
+                await aupdate_progress_artifact(self.progress_id, progress=pct, description=desc)
+        except Exception as exc:  # progress is best effort; never fail a backfill for it
+            self.logger.warning("could not update the progress artifact: %s", exc)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def _adopt_in_flight(self) -> None:
+        runs: dict[str, list[PartitionKey]] = {}
+        for key, run_id in self.snapshot.in_flight_runs.items():
+            runs.setdefault(run_id, []).append(key)
+        for run_id, keys in runs.items():
+            sid = keys[0][0]
+            days = tuple(sorted(k[1] for k in keys))
+            self.scheduler.occupy(sid, run_id)
+            self.in_flight[run_id] = InFlight(sid, days, None, time.monotonic())
+            self.logger.info("adopting in-flight run %s for %s %s", run_id, sid, batch_label(days))
+
+    def _attempt_for(self, key: PartitionKey, disp: ledger.DispatchRecord | None) -> int:
+        """The attempt to dispatch ``key`` with, given its latest dispatch in the ledger."""
+        if key in self.attempts_used:  # dispatched by this run: its run exists
+            return next_attempt(self.latest_attempt[key], True)
+        if disp is None:
+            return next_attempt(None, False)
+        # A dispatch from the ledger may have no run: the orchestrator that wrote it died
+        # before creating it. Then the same attempt (the same key) is used again. A run not
+        # looked up (it appeared after _look_up_runs) is taken to exist: at worst an attempt
+        # number is skipped, never a key reused for a run that ended.
+        run_id = disp.flow_run_id
+        exists = run_id is not None and (
+            run_id in self.snapshot.known_runs or self.run_ended.get(run_id, True) is not None
+        )
+        return next_attempt(disp.attempt, exists)
+
+    async def _look_up_runs(self, sid: str, batch: Batch) -> None:
+        """Read (through the API, outside any ledger lock) the runs the ledger's latest
+        dispatches of these days name that this orchestrator knows nothing about yet: whether
+        each exists, and whether it has ended. ``run_ended`` maps a run to True (ended),
+        False (live when read) or None (no such run)."""
+        dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1])
+        ids = {
+            d.flow_run_id
+            for d in dispatches.values()
+            if d.flow_run_id
+            and d.flow_run_id not in self.in_flight
+            and d.flow_run_id not in self.ended_runs
+            and not self.run_ended.get(d.flow_run_id)
+        }
+        if not ids:
+            return
+        runs = await with_api_retries(
+            lambda: read_flow_runs_by_id(self.client, ids),
+            what="reading dispatched runs",
+            logger=self.logger,
+        )
+        for run_id in ids:
+            run = runs.get(run_id)
+            self.run_ended[run_id] = None if run is None else run.state_type in TERMINAL
+
+    async def _submit_ready(self) -> None:
+        for sid, batch in self.scheduler.next_batch():
+            await self._look_up_runs(sid, batch)
+            # Decide and record inside the store's dispatch claim (ledger only, no API call:
+            # it is held for milliseconds): another orchestrator deciding about this store
+            # waits, then sees what this one took.
+            with ledger.dispatch_claim(sid) as conn:
+                dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1], conn=conn)
+                builds = ledger.read_builds([sid], batch[0], batch[-1], conn=conn)
+                mine = self._claim(sid, batch, dispatches, builds)
+                if not mine:
+                    continue
+                keys = [(sid, ds) for ds in mine]
+                attempt = max(self._attempt_for(k, dispatches.get(k)) for k in keys)
+                records = [
+                    ledger.DispatchRecord(
+                        store_id=sid,
+                        ds=ds,
+                        attempt=attempt,
+                        idempotency_key=idempotency_key(sid, mine, attempt),
+                        flow_run_id=None,
+                        orchestrator_run_id=self.orchestrator_run_id,
+                        submitted_at=ledger.utcnow(),
+                        planned_at=self.snapshot.taken_at,
+                    )
+                    for ds in mine
+                ]
+                ledger.record_dispatches(records, conn=conn)
+            await self._create_run(sid, mine, attempt, records)
+
+    async def _create_run(
+        self, sid: str, batch: Batch, attempt: int, records: list[ledger.DispatchRecord]
+    ) -> None:
+        run = await with_api_retries(
+            lambda: run_deployment(
+                name=f"{DBT_FLOW_NAME}/{sid}",
+                parameters=child_parameters(sid, batch),
+                timeout=0,
+                as_subflow=True,
+                idempotency_key=records[0].idempotency_key,
+                flow_run_name=child_run_name(sid, batch, attempt),
+                tags=child_tags(sid, batch),
+            ),
+            what=f"creating the run for {sid} {batch_label(batch)}",
+            logger=self.logger,
+        )
+        ledger.record_dispatches([replace(r, flow_run_id=str(run.id)) for r in records])
+        run_id = str(run.id)
+        for ds in batch:
+            self.latest_attempt[(sid, ds)] = attempt
+            self.attempts_used[(sid, ds)] = self.attempts_used.get((sid, ds), 0) + 1
+        self.scheduler.occupy(sid, run_id)
+        self.in_flight[run_id] = InFlight(sid, batch, attempt, time.monotonic())
+        self.child_runs += 1
+        self.max_in_flight_seen = max(self.max_in_flight_seen, len(self.in_flight))
+        self.logger.info(
+            "dispatched %s %s attempt %s -> %s", sid, batch_label(batch), attempt, run.name
+        )
+
+    def _ended(self, run_id: str) -> bool:
+        """The run is known to have ended (or never existed): this orchestrator saw it end,
+        it ended before this backfill planned (it recorded a build and was not active then),
+        or a look-up found it ended."""
+        if run_id in self.ended_runs:
+            return True
+        if run_id in self.snapshot.known_runs and run_id not in self.snapshot.active_runs:
+            return True
+        return self.run_ended.get(run_id, False) is not False
+
+    def _claim(
+        self,
+        sid: str,
+        batch: Batch,
+        dispatches: dict[PartitionKey, ledger.DispatchRecord],
+        builds: dict[PartitionKey, ledger.BuildRecord],
+    ) -> Batch | None:
+        """The days of ``batch`` still ours to build, from the ledger as it is right now.
+
+        Another trigger (a second backfill, the nightly catch-up) may have dispatched or built
+        some of these days since this orchestrator planned: those are adopted (we wait for
+        that run) or counted as built, never built again. Idempotency keys alone cannot catch
+        this once runs cover different sets of days. A day another trigger has just claimed
+        but not yet created a run for is tried again on the next round. What is left is
+        submitted as one run if it is still consecutive; other pieces go back to the head of
+        the lane.
+        """
+        planned_at = self.snapshot.taken_at
+        now = ledger.utcnow()
+        mine: list[date] = []
+        later: list[date] = []
+        theirs: dict[str, list[date]] = {}
+        for ds in batch:
+            disp = dispatches.get((sid, ds))
+            build = builds.get((sid, ds))
+            other = disp is not None and disp.orchestrator_run_id != self.orchestrator_run_id
+            run_id = disp.flow_run_id if disp is not None else None
+            if other and run_id and not self._ended(run_id):
+                # Another trigger's run of this day that may still be going, whenever it
+                # was dispatched (also just before this backfill planned, too late for the
+                # plan to see its run): wait for it rather than build the day again.
+                theirs.setdefault(run_id, []).append(ds)
+            elif other and not run_id and now - disp.submitted_at < CLAIM_WITHOUT_RUN_TIMEOUT:
+                later.append(ds)  # its run is being created right now
+            elif (
+                build is not None
+                and build.status == "completed"
+                and build.started_at is not None
+                and build.started_at >= planned_at
+                and build.flow_run_id not in self.in_flight
+            ):
+                self.results[(sid, ds)] = PartitionResult(
+                    state="completed",
+                    flow_run_id=build.flow_run_id,
+                    message="built by another run after this backfill was planned",
+                    run_days=batch_label((ds,)),
+                )
+            else:
+                mine.append(ds)
+        for run_id, days in theirs.items():
+            self.logger.info(
+                "%s %s: dispatched by another trigger since this backfill was planned; "
+                "adopting run %s",
+                sid,
+                batch_label(days),
+                run_id,
+            )
+            self.scheduler.occupy(sid, run_id)
+            self.in_flight[run_id] = InFlight(sid, tuple(days), None, time.monotonic())
+        pieces = group_runs(mine, "oldest_first", len(batch)) if mine else []
+        pieces += [(ds,) for ds in later]
+        if theirs or later or len(pieces) > 1:
+            # The lane is busy with an adopted run, waits for another trigger's run to
+            # appear, or its days no longer form one run: what is not submitted now goes back.
+            submit = pieces[0] if mine and not theirs else None
+            self.scheduler.lanes.setdefault(sid, [])[:0] = [p for p in pieces if p != submit]
+            return submit
+        return pieces[0] if pieces else None
+
+    async def _finish(self, run_id: str, run: FlowRun) -> None:
+        flying = self.in_flight.pop(run_id)
+        self.ended_runs.add(run_id)
+        sid, days = flying.store_id, flying.days
+        self.scheduler.release(sid, run_id)
+        duration = (
+            (run.end_time - run.start_time).total_seconds()
+            if run.end_time and run.start_time
+            else None
+        )
+        label = batch_label(days)
+
+        def result(state: str, message: str | None = None) -> PartitionResult:
+            return PartitionResult(
+                state=state,
+                attempt=flying.attempt,
+                flow_run_id=run_id,
+                duration_s=duration,
+                message=message,
+                run_days=label,
+            )
+
+        if run.state_type == StateType.COMPLETED:
+            for ds in days:
+                self.results[(sid, ds)] = result("completed")
+            self.logger.info("%s %s completed (attempt %s)", sid, label, flying.attempt)
+            return
+        state = run.state
+        message = f"{state.name if state else run.state_type}: {state.message if state else ''}"
+        used = max(self.attempts_used.get((sid, ds), 0) for ds in days)
+        retryable = PartitionState.FAILED in self.retry_states or used > 0
+        if used < self.resolved.max_attempts and retryable:
+            self.logger.warning(
+                "%s %s attempt %s ended %s; retrying%s (%s of %s attempts used)",
+                sid,
+                label,
+                flying.attempt,
+                message,
+                " each day on its own" if len(days) > 1 else "",
+                used,
+                self.resolved.max_attempts,
+            )
+            self.scheduler.retry(sid, days, self.resolved.order)
+            return
+        for ds in days:
+            self.results[(sid, ds)] = result("failed", message)
+        self.logger.error("%s %s failed after attempt %s: %s", sid, label, flying.attempt, message)
+
+    async def _cancel_child(self, run_id: str, why: str) -> None:
+        try:
+            await self.client.set_flow_run_state(UUID(run_id), Cancelling(message=why), force=True)
+        except Exception as exc:
+            self.logger.warning("could not cancel %s: %s", run_id, exc)
+
+    async def run(self) -> dict[PartitionKey, PartitionResult]:
+        self._adopt_in_flight()
+        await self._progress()
+        try:
+            while not self.scheduler.done:
+                await self._submit_ready()
+                await asyncio.sleep(settings.get().poll_seconds)
+                if not self.in_flight:
+                    continue
+                ids = list(self.in_flight)
+                runs = await with_api_retries(
+                    lambda ids=ids: read_flow_runs_by_id(self.client, ids),
+                    what="polling child runs",
+                    logger=self.logger,
+                )
+                finished = 0
+                for run_id, flying in list(self.in_flight.items()):
+                    run = runs.get(run_id)
+                    if run is not None and run.state_type in TERMINAL:
+                        await self._finish(run_id, run)
+                        finished += 1
+                    elif (
+                        flying.started is not None
+                        and time.monotonic() - flying.started > self.child_timeout_seconds
+                    ):
+                        self.logger.error(
+                            "%s %s exceeded %ss; cancelling its run",
+                            flying.store_id,
+                            batch_label(flying.days),
+                            self.child_timeout_seconds,
+                        )
+                        await self._cancel_child(run_id, "backfill child timeout")
+                        flying.started = None  # cancel once; its terminal state ends it
+                if finished:
+                    # Refill the freed lanes first; the progress artifact can wait a moment.
+                    await self._submit_ready()
+                    await self._progress()
+        except BaseException:
+            # Parent cancelled or crashed: stop what we started, dispatch nothing more.
+            for run_id in list(self.in_flight):
+                await self._cancel_child(run_id, "backfill orchestrator stopped")
+            raise
+        await self._progress()
+        return self.results
