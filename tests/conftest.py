@@ -1,4 +1,5 @@
-"""Shared fixtures. End-to-end fixtures (real server + worker) live in tests/e2e_stack.py."""
+"""Shared fixtures, tiers and process groups. The stack end-to-end tests use lives in
+tests/support/stack.py."""
 
 from __future__ import annotations
 
@@ -11,48 +12,62 @@ os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
 
 import pytest  # noqa: E402
 
+# Tiers come from the directory a test lives in (one meaning each; README, "Tests"):
+TIERS: dict[str, tuple[str, ...]] = {
+    "unit": (),  # no server, no harness, no dbt build, no forked servers
+    "slow": ("slow",),  # real dbt builds, forked servers; no Prefect server
+    "harness": ("harness",),  # flow bodies on prefect_test_harness
+    "e2e": ("e2e",),  # a real Prefect server + process worker
+    "browser": ("browser", "e2e"),  # the Prefect UI in Chromium, on the shared stack
+    "bench": ("bench",),  # the benchmark's smoke run (make bench-smoke)
+}
+
 # `make test` runs pytest in two processes (pytest-xdist, `-n 2`). Tests that share an
 # expensive fixture run in one process, and the two biggest groups start first, one in each
-# process: the shared end-to-end stack, and the modules with stacks of their own (mostly
-# waiting on leases, the zombie automation and two workers). Everything else follows, a file
-# at a time, wherever a process is free. (xdist's own `--dist loadgroup` does not group
-# under pytest 9: its marker-to-node-id rewrite no longer takes effect.)
-XDIST_GROUPS = {
-    **dict.fromkeys(
-        (
-            "test_e2e_pipeline",
-            "test_e2e_backfill",
-            "test_e2e_batches",
-            "test_e2e_state",
-            "test_e2e_concurrency",
-            "test_e2e_faults",
-            "test_ui_browser",
-        ),
-        "shared-stack",
-    ),
-    **dict.fromkeys(
-        (
-            "test_e2e_recovery",
-            "test_e2e_schedules",
-            "test_e2e_postgres",
-            "test_warehouse_parity",
-            "test_warm_e2e",
-            "test_bench_smoke",
-            "test_ops",
-        ),
-        "own-stacks",
-    ),
-    **dict.fromkeys(("test_store_flow", "test_orchestrator_flow", "test_doctor"), "harness"),
+# process: the shared end-to-end stack (tests/e2e/shared and the browser test, which drives
+# the UI of that stack), and the modules with stacks of their own (tests/e2e/own: mostly
+# waiting on leases, the zombie automation, the scheduler and second workers). The harness
+# modules share one harness server. Everything else follows, a file at a time, wherever a
+# process is free. (xdist's own `--dist loadgroup` does not group under pytest 9: its
+# marker-to-node-id rewrite no longer takes effect.)
+GROUP_OF_DIRECTORY = {
+    ("e2e", "shared"): "shared-stack",
+    ("browser",): "shared-stack",
+    ("e2e", "own"): "own-stacks",
+    ("harness",): "harness",
 }
 GROUP_ORDER = {"shared-stack": 0, "own-stacks": 1, "harness": 2}
 
 
+def _parts(nodeid: str) -> tuple[str, ...]:
+    path = nodeid.split("::", 1)[0]
+    parts = tuple(path.split("/"))
+    return parts[1:] if parts and parts[0] == "tests" else parts
+
+
 def xdist_group(nodeid: str) -> str:
-    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-    return XDIST_GROUPS.get(module, module)
+    parts = _parts(nodeid)
+    for n in (2, 1):
+        group = GROUP_OF_DIRECTORY.get(parts[:n])
+        if group is not None and len(parts) > n:
+            return group
+    return "/".join(parts)  # a module on its own
 
 
+def tier(nodeid: str) -> str:
+    parts = _parts(nodeid)
+    if len(parts) < 2 or parts[0] not in TIERS:
+        raise pytest.UsageError(
+            f"{nodeid}: every test lives in a tier directory ({', '.join(TIERS)})"
+        )
+    return parts[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in TIERS[tier(item.nodeid)]:
+            item.add_marker(name)
     items.sort(key=lambda item: GROUP_ORDER.get(xdist_group(item.nodeid), len(GROUP_ORDER)))
 
 
@@ -100,7 +115,7 @@ def e2e(tmp_path_factory):
     """
     from datetime import date, timedelta
 
-    from tests.e2e_stack import generate, start_e2e_stack
+    from tests.support.stack import generate, start_e2e_stack
 
     handle = start_e2e_stack(tmp_path_factory.mktemp("e2e") / "state")
     try:

@@ -102,7 +102,7 @@ def release_dbt_duckdb() -> None:
     (``DuckDBConnectionManager._ENV``; dbt-duckdb is pinned exactly). A run's process lives on
     for a moment after it reports its final state, and while it holds the file, the next build
     of the store (another process) cannot open it and planning cannot read it. The build calls
-    this while it still holds the store's lock. tests/test_store_flow.py opens the file from
+    this while it still holds the store's lock. tests/harness/test_store_flow.py opens the file from
     another process right after a build, so a dbt-duckdb that changes this fails a test."""
     try:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager

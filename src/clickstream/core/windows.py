@@ -27,7 +27,7 @@ UTC_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # How far before window_start a build reads. It must be at least the session gap
 # (dbt var session_gap_minutes, 30): then the true start of every session that continues into
-# the window is seen. dbt checks this at compile time; tests/test_windows.py checks it too.
+# the window is seen. dbt checks this at compile time; tests/unit/test_windows.py checks it too.
 SESSION_LOOKBACK = timedelta(minutes=60)
 
 

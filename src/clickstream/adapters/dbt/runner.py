@@ -14,7 +14,7 @@
   one asset materialization event per model, emitted once after the build (the same event
   names, resources and upstream links that prefect-dbt's materializing tasks emit).
 
-tests/test_store_flow.py fails the day either mode stops doing what this says (task runs counted
+tests/harness/test_store_flow.py fails the day either mode stops doing what this says (task runs counted
 through the API, events read back), so a prefect-dbt upgrade cannot change it silently.
 """
 
