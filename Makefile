@@ -37,9 +37,11 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced ## Create .venv from uv.lock (idempotent)
 
-lint: setup ## ruff lint + format check
+lint: setup ## ruff, format check, the package's layers (import-linter) and the core's types (mypy)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 test: setup lint ## Everything that proves behaviour: unit, dbt, harness, end to end (CI runs this)
 	$(BIN)/clickstream stores check

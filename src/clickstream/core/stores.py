@@ -7,10 +7,11 @@ from it (``clickstream stores sync``) and checked against it (``clickstream stor
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
@@ -89,7 +90,7 @@ class RegistryError(ValueError):
 class Registry:
     stores: tuple[Store, ...]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Store]:
         return iter(self.stores)
 
     def __len__(self) -> int:
@@ -115,7 +116,7 @@ class Registry:
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML keeps the last of two equal keys silently; a store file must not."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)

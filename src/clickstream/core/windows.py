@@ -108,7 +108,9 @@ def local_today(timezone: str, now: datetime | None = None) -> date:
     return moment.in_timezone(_zone(timezone)).date()
 
 
-def last_complete_days(timezone: str, lookback_days: int, now: datetime | None = None):
+def last_complete_days(
+    timezone: str, lookback_days: int, now: datetime | None = None
+) -> list[date]:
     """The last ``lookback_days`` local dates that have fully ended, oldest first."""
     if lookback_days < 1:
         raise ValueError("lookback_days must be at least 1")
