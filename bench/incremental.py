@@ -1,10 +1,10 @@
 """Incremental cost: building day 60 on top of 59 days of history vs building day 1.
 
 dbt only (no Prefect server): each build is what the store flow runs for one invocation
-(clickstream.store_run): ``dbt_build_args(store, landing_dir, project_dir, target_path,
+(clickstream.pipelines.store_run): ``dbt_build_args(store, landing_dir, project_dir, target_path,
 full_refresh)`` with the store's private target path, the partition spec of its days
 (``spec_environment(store, partition_windows(...))``) and the warehouse folder set in
-``os.environ`` during the invocation, through clickstream.dbt_run's lean mode
+``os.environ`` during the invocation, through clickstream.adapters.dbt.runner's lean mode
 (prefect-dbt's PrefectDbtRunner outside any run context). Asset events are not emitted here
 (there is no server). The target path persists from one build to the next as it does for a
 store, so dbt's partial parsing carries over between builds (the per-partition values are in
@@ -16,7 +16,7 @@ whole invocation (parse + run) and dbt's node execution time (what the ledger re
 - day 60: on top of that history, ``repeats`` times (delete+insert, so repeats are equal work)
 - full refresh: what the store flow's ``full_refresh=True`` does on that warehouse: rebuild
   every day the ledger knows (all 60) in invocations of at most 31 days, the first one with
-  ``--full-refresh`` (clickstream.store_run.invocations)
+  ``--full-refresh`` (clickstream.pipelines.store_run.invocations)
 """
 
 from __future__ import annotations

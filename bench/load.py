@@ -1,6 +1,6 @@
 """Load: 8 stores x 30 days of tiny partitions through one orchestrator run (`make load`).
 
-Its own stack on a scratch project with 8 synthetic stores (clickstream.scratch), 200 events
+Its own stack on a scratch project with 8 synthetic stores (clickstream.local.scratch), 200 events
 per store-day, ``dbt-global`` = 2, the orchestrator's defaults (``max_parallel`` = 2 x
 dbt-global, one day per child run). The backfill is triggered through the CLI
 (``clickstream backfill --no-follow``). While it runs, Prefect is sampled every second: how

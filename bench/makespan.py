@@ -465,7 +465,7 @@ def bench_stack(stores: list[Store], global_limit: int):
 
 def strategy_stores(prefix: str, n: int) -> list[Store]:
     """``n`` synthetic stores of one strategy: ``<prefix>-01`` .. with the time zones of
-    clickstream.scratch's synthetic stores 1..n. Each strategy builds its own stores, so no
+    clickstream.local.scratch's synthetic stores 1..n. Each strategy builds its own stores, so no
     strategy's idempotency key (it names the store) can meet another's and no run has to be
     deleted between strategies (deleting frees pages that would hide database growth)."""
     return [

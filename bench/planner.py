@@ -10,7 +10,7 @@ Set up once (not timed), in a temporary folder:
   counts, so the mart check has something to find).
 
 Then, in a fresh process per repeat (its peak RSS is the planner's, imports included), the
-orchestrator's own ``plan()`` (clickstream.orchestrator: resolve_request, ledger reads,
+orchestrator's own ``plan()`` (clickstream.pipelines.backfill: resolve_request, ledger reads,
 fingerprints with the recorded tokens, the mart check over every warehouse, classify,
 select) with a stub Prefect client that answers every API read at once with nothing,
 ``build_lanes`` with ``days_per_run`` = 7, and the rendering of the plan artifacts (grid and

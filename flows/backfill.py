@@ -1,7 +1,7 @@
 """The backfill orchestrator flow (deployment ``backfill-orchestrator`` in prefect.yaml).
 
 Parameter names are what the Prefect UI shows as labels on the run form, and the Args below
-are shown under them. The logic lives in clickstream.orchestrator / clickstream.planning.
+are shown under them. The logic lives in clickstream.pipelines.backfill / clickstream.core.
 """
 
 from __future__ import annotations

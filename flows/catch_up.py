@@ -1,6 +1,6 @@
 """The nightly catch-up flow (deployment ``nightly-catch-up`` in prefect.yaml, on a cron).
 
-The same orchestrator as the backfill (clickstream.orchestrator), over the last
+The same orchestrator as the backfill (clickstream.pipelines.backfill), over the last
 ``lookback_days`` complete local days of every selected store, with the ``stale`` policy:
 whatever is missing, failed or built before its source changed gets built.
 """

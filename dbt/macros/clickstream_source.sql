@@ -27,7 +27,7 @@
         {%- if found == 0 -%}
             {{ exceptions.raise_compiler_error(
                 "clickstream: no landing files for store '" ~ var('store_id') ~ "' match "
-                ~ pattern ~ ". Generate or land data first (clickstream.generate.generate), "
+                ~ pattern ~ ". Generate or land data first (clickstream.local.synthetic.generate), "
                 ~ "or pass --vars landing_dir / set CLICKSTREAM_LANDING_DIR to the right folder."
             ) }}
         {%- endif -%}

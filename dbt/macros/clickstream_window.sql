@@ -3,7 +3,7 @@
     One store, one or more store-local days, each with its half-open UTC window, plus the input
     range [input_start, input_end) of raw events the build reads and the landing folders
     (store-local dates landing_first .. landing_last) that can hold them. Python computes every
-    value (src/clickstream/dbt_args.py, from src/clickstream/windows.py); the SQL here only
+    value (src/clickstream/core/partition_spec.py, from src/clickstream/core/windows.py); the SQL here only
     compares against those constants, identically on DuckDB and Postgres.
 
     Where it comes from, first match wins:

@@ -1,7 +1,7 @@
 """The dbt project on DuckDB: builds over a small generated landing zone.
 
 dbt runs in-process (dbtRunner) with exactly the command line and partition spec the flows
-use (clickstream.dbt_args); one generated dataset and one warehouse per store are shared by
+use (clickstream.core.partition_spec); one generated dataset and one warehouse per store are shared by
 the whole module (built day by day), and each test touches its own partitions.
 """
 

@@ -1,7 +1,7 @@
 """Reading the source: landing layout and fingerprints of a partition's input range.
 
 Expected values are computed here with zoneinfo and plain DuckDB scans of the files, not
-with clickstream.windows: the input range of a New York day is [local midnight - 60 min,
+with clickstream.core.windows: the input range of a New York day is [local midnight - 60 min,
 next local midnight) in UTC.
 """
 

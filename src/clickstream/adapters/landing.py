@@ -6,7 +6,7 @@ The source of a store is its raw events: Parquet landing files on the DuckDB tar
 the table ``raw.events`` on the Postgres target (loaded from the same files).
 
 A partition's **fingerprint** summarises every raw row in its input range
-(:attr:`clickstream.windows.Window.input_start` .. ``input_end``: the window plus the session
+(:attr:`clickstream.core.windows.Window.input_start` .. ``input_end``: the window plus the session
 lookback): the row count, an order-independent hash of every column of every row, and the
 latest ``loaded_at``. Any row added, removed or changed inside that range changes it, which
 is what makes a built partition **stale**. The build records the fingerprint it read (taken

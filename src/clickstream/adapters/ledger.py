@@ -67,7 +67,7 @@ partition_builds = Table(
     Column("sessions", Integer),
     Column("source_event_count", Integer),
     Column("source_max_loaded_at", DateTime),
-    # Source fingerprint of the input range, taken before dbt read it (clickstream.source).
+    # Source fingerprint of the input range, taken before dbt read it (clickstream.adapters.landing).
     Column("fingerprint", String(80)),
     # Token of the landing files it was taken from: unchanged files = unchanged fingerprint.
     Column("source_files", String(64)),

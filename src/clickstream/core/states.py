@@ -23,7 +23,7 @@ ORDERS: tuple[str, ...] = ("oldest_first", "newest_first")
 DEFAULT_MAX_PARTITIONS = 20_000
 
 
-# A child run builds at most this many consecutive days (clickstream.store_run agrees).
+# A child run builds at most this many consecutive days (clickstream.pipelines.store_run agrees).
 MAX_DAYS_PER_RUN = 31
 
 

@@ -7,9 +7,9 @@ midnight, so a DST day is 23 or 25 hours long and Asia/Kolkata's day starts at 1
 Its **input range** is ``[input_start, input_end)``: the source events a build of the
 partition reads, the window plus ``SESSION_LOOKBACK`` before it (events just before local
 midnight decide whether the day's first events start a session or continue one). This is the
-one definition of that range: the dbt partition spec (clickstream.dbt_args), the build-time
-fingerprint (clickstream.store_run) and the plan-time fingerprint (clickstream.orchestrator)
-all take it from here, through clickstream.source.
+one definition of that range: the dbt partition spec (clickstream.core.partition_spec), the build-time
+fingerprint (clickstream.pipelines.store_run) and the plan-time fingerprint (clickstream.pipelines.backfill)
+all take it from here, through clickstream.adapters.landing.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Deterministic synthetic clickstream, generated inside DuckDB.
 
 This module only writes the source; reading it (layout, fingerprints) is
-:mod:`clickstream.source`. Main files are ``data_0.parquet`` in each store-local day's folder;
+:mod:`clickstream.adapters.landing`. Main files are ``data_0.parquet`` in each store-local day's folder;
 extra files (``late-*.parquet``, ``bad-*.parquet``) go next to it.
 
 Every random draw is ``hash(seed, store_id, session_day, session, [event,] salt)`` mapped to
