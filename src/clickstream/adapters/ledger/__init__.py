@@ -5,8 +5,9 @@ time (readers included), and planning, ``clickstream status`` and catch-up must 
 ledger while any store's dbt run holds its warehouse. Default: a SQLite file in WAL mode under
 ``.clickstream/``; scale path: ``CLICKSTREAM_LEDGER_URL=postgresql+psycopg2://...``.
 
-Modules: ``schema`` (tables, schema version, migrations), ``engine`` (URL, engines, retries),
-``builds``, ``dispatches``, ``pauses`` (one table's reads and writes each). Callers use this
+Modules: ``schema`` (tables, schema version, migrations), ``migrate`` (a ledger brought to that
+version when an engine opens it), ``engine`` (URL, engines, retries), ``builds``,
+``dispatches``, ``pauses`` (one table's reads and writes each). Callers use this
 package: ``from clickstream.adapters import ledger; ledger.record_builds(...)``. It may import
 clickstream.core, settings and names only (an adapter). ``ledger.engine`` is the function
 (the engine of the configured ledger), not the submodule of that name.
@@ -27,9 +28,12 @@ from clickstream.adapters.ledger.dispatches import (
     record_dispatch,
     record_dispatches,
 )
-from clickstream.adapters.ledger.engine import engine, ledger_url, utcnow
+from clickstream.adapters.ledger.engine import engine, ledger_url, open_engine, utcnow
+from clickstream.adapters.ledger.migrate import LedgerSchemaError
 from clickstream.adapters.ledger.pauses import clear_pause, read_pauses, record_pause
 from clickstream.adapters.ledger.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
     dispatch_locks,
     metadata,
     partition_builds,
@@ -39,9 +43,12 @@ from clickstream.adapters.ledger.schema import (
 from clickstream.core.records import BuildRecord, BuildSummary, DispatchRecord
 
 __all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
     "BuildRecord",
     "BuildSummary",
     "DispatchRecord",
+    "LedgerSchemaError",
     "clear_pause",
     "count_dispatches",
     "delete_builds",
@@ -50,6 +57,7 @@ __all__ = [
     "engine",
     "ledger_url",
     "metadata",
+    "open_engine",
     "partition_builds",
     "partition_dispatches",
     "read_build_summaries",

@@ -1,5 +1,5 @@
-"""How the ledger is reached: its URL, one engine per URL, SQLite's WAL pragmas, retries on a
-locked SQLite, and the row helpers the readers and writers share."""
+"""How the ledger is reached: its URL, one engine per URL (its schema brought up to date when
+created), SQLite's WAL pragmas, retries on a locked SQLite, and the shared row helpers."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-from sqlalchemy import Connection, Engine, Table, and_, create_engine, delete, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, and_, create_engine, delete, event
 from sqlalchemy.exc import OperationalError
 
 from clickstream import settings
-from clickstream.adapters.ledger.schema import metadata
+from clickstream.adapters.ledger.migrate import upgrade
 
 
 def ledger_url() -> str:
@@ -21,15 +21,16 @@ def ledger_url() -> str:
     return settings.get().ledger
 
 
-@lru_cache(maxsize=8)
-def _engine_for(url: str) -> Engine:
+def open_engine(url: str) -> Engine:
+    """A new engine on the ledger at ``url``, its schema brought to SCHEMA_VERSION first
+    (migrate.py; raises LedgerSchemaError where it cannot be). Callers use ``engine()``."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        eng = create_engine(url, connect_args={"timeout": 30})
 
-        @event.listens_for(engine, "connect")
+        @event.listens_for(eng, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
             # WAL: readers never block the writer and vice versa, across processes.
@@ -38,32 +39,22 @@ def _engine_for(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    _add_missing_columns(engine)
-    return engine
+        eng = create_engine(url, pool_pre_ping=True)
+    try:
+        upgrade(eng)
+    except BaseException:
+        eng.dispose()
+        raise
+    return eng
 
 
-def _add_missing_columns(eng: Engine) -> None:
-    """Upgrade a ledger written by an earlier version in place: new columns are nullable, so
-    adding them is all a migration needs (old rows read as NULL there)."""
-    insp = inspect(eng)
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in insp.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            if not column.nullable:
-                raise RuntimeError(
-                    f"ledger table {table.name} lacks the required column {column.name}; "
-                    "it was written by an incompatible version"
-                )
-            ddl = column.type.compile(dialect=eng.dialect)
-            with eng.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}"))
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    return open_engine(url)
 
 
 def engine() -> Engine:
+    """The engine of the configured ledger (one per URL and process)."""
     return _engine_for(ledger_url())
 
 
