@@ -14,14 +14,12 @@ clickstream.core, settings and names only (an adapter). ``ledger.engine`` is the
 """
 
 from clickstream.adapters.ledger.builds import (
-    delete_builds,
     read_build_summaries,
     read_builds,
     record_build,
     record_builds,
 )
 from clickstream.adapters.ledger.dispatches import (
-    count_dispatches,
     dispatch_claim,
     read_latest_dispatches,
     read_planned_at,
@@ -50,8 +48,6 @@ __all__ = [
     "DispatchRecord",
     "LedgerSchemaError",
     "clear_pause",
-    "count_dispatches",
-    "delete_builds",
     "dispatch_claim",
     "dispatch_locks",
     "engine",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 
-from sqlalchemy import Connection, String, cast, delete, select
+from sqlalchemy import Connection, String, cast, select
 
-from clickstream.adapters.ledger.engine import _in_range, _retrying, _rows, _upsert_many, engine
+from clickstream.adapters.ledger.engine import _in_range, _rows, _upsert_many, engine
 from clickstream.adapters.ledger.schema import partition_builds
 from clickstream.core.records import BuildRecord, BuildSummary
 from clickstream.core.states import BUILD_STATUSES
@@ -63,19 +63,3 @@ def read_build_summaries(
     with engine().connect() as conn:
         rows = conn.execute(stmt).all()
     return {(r[0], date.fromisoformat(r[1])): BuildSummary._make(r[2:]) for r in rows}
-
-
-def delete_builds(store_id: str, days: Iterable[date]) -> int:
-    """Forget build outcomes (operator tool; the next catch-up sees them as missing)."""
-    days = list(days)
-
-    def run():
-        with engine().begin() as conn:
-            res = conn.execute(
-                delete(partition_builds).where(
-                    partition_builds.c.store_id == store_id, partition_builds.c.ds.in_(days)
-                )
-            )
-            return res.rowcount
-
-    return _retrying(run)

@@ -85,11 +85,3 @@ def read_planned_at(idempotency_key: str) -> datetime | None:
     stmt = select(func.min(d.c.planned_at)).where(d.c.idempotency_key == idempotency_key)
     with engine().connect() as conn:
         return conn.execute(stmt).scalar_one_or_none()
-
-
-def count_dispatches(store_id: str | None = None) -> int:
-    stmt = select(func.count()).select_from(partition_dispatches)
-    if store_id is not None:
-        stmt = stmt.where(partition_dispatches.c.store_id == store_id)
-    with engine().connect() as conn:
-        return int(conn.execute(stmt).scalar_one())
