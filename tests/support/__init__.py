@@ -1,2 +1,2 @@
-"""What tests share: the stack, scenarios, the independent recount, builders, run readers and
-invariants. Test modules import from here, never from each other."""
+"""What tests share: the stack, scenarios, the independent recount, builders, run readers,
+invariants and direct ledger row counts. Test modules import from here, never from each other."""
