@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clickstream import settings
-from clickstream.core.requests import BackfillInputError, BackfillRequest
+from clickstream.core.requests import BackfillInputError, BackfillRequest, CatchUpRequest
 from clickstream.core.stores import RegistryError, load_registry
 
 app = typer.Typer(
@@ -251,7 +251,7 @@ def _run_api(coro):
 
 
 # --- backfill -----------------------------------------------------------------------------
-def _validate_locally(request: BackfillRequest) -> None:
+def _validate_locally(request: BackfillRequest | CatchUpRequest) -> None:
     """What needs no server, first: bad input never waits on the network (plan() retries the
     API for minutes); the server-side checks (dbt-global limit, deployments) follow."""
     from clickstream.core.requests import resolve_request
@@ -333,9 +333,8 @@ def catch_up(
     """Run the nightly catch-up now (last N complete local days, missing + failed + stale)."""
     from clickstream.names import catch_up_full_name
 
-    request = BackfillRequest(
+    request = CatchUpRequest(
         stores=_split(stores),
-        mode="catch_up",
         lookback_days=lookback_days,
         days_per_run=days_per_run,
     )
@@ -349,7 +348,7 @@ def catch_up(
 
 
 async def _trigger_and_follow(
-    deployment: str, request: BackfillRequest, params: dict, follow: bool
+    deployment: str, request: BackfillRequest | CatchUpRequest, params: dict, follow: bool
 ) -> int:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -413,7 +412,7 @@ async def _trigger_and_follow(
         return 0 if ok else 1
 
 
-def request_for_status(request: BackfillRequest, resolved) -> BackfillRequest:
+def request_for_status(request: BackfillRequest | CatchUpRequest, resolved) -> BackfillRequest:
     return BackfillRequest(
         start_date=resolved.start_date,
         end_date=resolved.end_date,

@@ -108,11 +108,15 @@ def local_today(timezone: str, now: datetime | None = None) -> date:
     return moment.in_timezone(_zone(timezone)).date()
 
 
-def last_complete_days(timezone: str, lookback_days: int, now: datetime | None = None):
-    """The last ``lookback_days`` local dates that have fully ended, oldest first."""
+def last_complete_days(
+    timezone: str, lookback_days: int, now: datetime | None = None, *, today: date | None = None
+) -> list[date]:
+    """The last ``lookback_days`` local dates that have fully ended, oldest first.
+
+    ``today`` (the store's local date, if the caller knows it) takes the place of ``now``."""
     if lookback_days < 1:
         raise ValueError("lookback_days must be at least 1")
-    today = local_today(timezone, now)
+    today = today or local_today(timezone, now)
     return [today - timedelta(days=n) for n in range(lookback_days, 0, -1)]
 
 
