@@ -219,10 +219,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def record_build(record: BuildRecord) -> None:
-    record_builds([record])
-
-
 def record_builds(records: Iterable[BuildRecord]) -> None:
     """Upsert the outcome of several partitions (one multi-day build) in one transaction."""
     rows = [r.__dict__.copy() for r in records]
@@ -295,10 +291,6 @@ def delete_builds(store_id: str, days: Iterable[date]) -> int:
             return res.rowcount
 
     return _retrying(run)
-
-
-def record_dispatch(record: DispatchRecord) -> None:
-    record_dispatches([record])
 
 
 def record_dispatches(records: Iterable[DispatchRecord], conn: Connection | None = None) -> None:
