@@ -12,7 +12,7 @@ from typing import Literal
 from prefect import flow
 from prefect.runtime import flow_run
 
-from clickstream.core.requests import BackfillRequest
+from clickstream.core.requests import CatchUpRequest
 from clickstream.core.stores import load_registry
 from clickstream.names import CATCH_UP_FLOW_NAME
 from clickstream.pipelines.backfill.run import orchestrate
@@ -41,9 +41,8 @@ async def clickstream_catch_up(
         dry_run: Plan and publish the status grid, submit nothing.
         child_timeout_minutes: A child run in flight longer than this is cancelled and retried.
     """
-    request = BackfillRequest(
+    request = CatchUpRequest(
         stores=tuple(stores or ()),
-        mode="catch_up",
         lookback_days=lookback_days,
         days_per_run=days_per_run,
         max_parallel=max_parallel,

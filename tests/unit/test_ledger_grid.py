@@ -6,18 +6,22 @@ from tests.support.ledger_rows import count_dispatches
 
 
 def test_ledger_roundtrip_and_latest_dispatch(isolated_state):
-    ledger.record_build(
-        ledger.BuildRecord(
-            "a", date(2026, 1, 1), "completed", "r1", "5:x", ledger.utcnow(), mart_rows=1
-        )
+    ledger.record_builds(
+        [
+            ledger.BuildRecord(
+                "a", date(2026, 1, 1), "completed", "r1", "5:x", ledger.utcnow(), mart_rows=1
+            )
+        ]
     )
-    ledger.record_build(
-        ledger.BuildRecord(
-            "a", date(2026, 1, 1), "failed", "r2", "5:x", ledger.utcnow(), error="boom"
-        )
+    ledger.record_builds(
+        [
+            ledger.BuildRecord(
+                "a", date(2026, 1, 1), "failed", "r2", "5:x", ledger.utcnow(), error="boom"
+            )
+        ]
     )
-    ledger.record_build(
-        ledger.BuildRecord("b", date(2026, 1, 2), "completed", "r3", "0:", ledger.utcnow())
+    ledger.record_builds(
+        [ledger.BuildRecord("b", date(2026, 1, 2), "completed", "r3", "0:", ledger.utcnow())]
     )
     builds = ledger.read_builds(["a"])
     assert list(builds) == [("a", date(2026, 1, 1))]
@@ -25,10 +29,12 @@ def test_ledger_roundtrip_and_latest_dispatch(isolated_state):
     assert set(ledger.read_builds(start=date(2026, 1, 2))) == {("b", date(2026, 1, 2))}
 
     for attempt in (1, 2):
-        ledger.record_dispatch(
-            ledger.DispatchRecord(
-                "a", date(2026, 1, 1), attempt, f"k{attempt}", None, "o", ledger.utcnow()
-            )
+        ledger.record_dispatches(
+            [
+                ledger.DispatchRecord(
+                    "a", date(2026, 1, 1), attempt, f"k{attempt}", None, "o", ledger.utcnow()
+                )
+            ]
         )
     latest = ledger.read_latest_dispatches(["a"])
     assert latest[("a", date(2026, 1, 1))].attempt == 2
@@ -39,8 +45,8 @@ def test_ledger_rejects_unknown_status(isolated_state):
     import pytest
 
     with pytest.raises(ValueError):
-        ledger.record_build(
-            ledger.BuildRecord("a", date(2026, 1, 1), "running", None, None, ledger.utcnow())
+        ledger.record_builds(
+            [ledger.BuildRecord("a", date(2026, 1, 1), "running", None, None, ledger.utcnow())]
         )
 
 

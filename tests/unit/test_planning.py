@@ -14,6 +14,7 @@ from clickstream.core.lanes import LaneScheduler, build_lanes, group_runs
 from clickstream.core.requests import (
     BackfillInputError,
     BackfillRequest,
+    CatchUpRequest,
     expand_partitions,
     resolve_request,
 )
@@ -46,6 +47,7 @@ TODAY = {s.store_id: D(2026, 11, 22) for s in REG}
 
 
 def resolve(**kw):
+    kw = {"start_date": None, "end_date": None, **kw}
     return resolve_request(BackfillRequest(**kw), REG, global_limit=4, today_by_store=TODAY)
 
 
@@ -80,7 +82,6 @@ def test_resolves_all_active_stores_by_default():
         ({"days_per_run": 32}, "days_per_run must be between 1 and 31, got 32"),
         ({"reprocess": "everything"}, "reprocess must be one of"),
         ({"order": "random"}, "order must be one of"),
-        ({"mode": "catch_up", "lookback_days": 0}, "lookback_days must be at least 1"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(kw, message):
@@ -88,6 +89,41 @@ def test_bad_input_is_rejected_with_a_clear_message(kw, message):
     with pytest.raises(BackfillInputError) as exc:
         resolve(**kw)
     assert message in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"lookback_days": 0}, "lookback_days must be at least 1"),
+        ({"stores": ("nope",)}, "unknown store 'nope'"),
+        ({"max_parallel": 9}, "exceeds 2 x the dbt-global limit 4"),
+        ({"days_per_run": 32}, "days_per_run must be between 1 and 31, got 32"),
+    ],
+)
+def test_bad_catch_up_input_is_rejected_with_a_clear_message(kw, message):
+    with pytest.raises(BackfillInputError) as exc:
+        resolve_request(CatchUpRequest(**kw), REG, global_limit=4, today_by_store=TODAY)
+    assert message in str(exc.value)
+
+
+def test_catch_up_has_no_dates_policy_or_order_to_give():
+    with pytest.raises(TypeError):
+        CatchUpRequest(start_date=D(2026, 11, 1))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        CatchUpRequest(reprocess="missing")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        BackfillRequest(lookback_days=3)  # type: ignore[call-arg]
+
+
+def test_mode_comes_from_the_request_type():
+    backfill = resolve(start_date=D(2026, 11, 1), end_date=D(2026, 11, 4))
+    assert (backfill.mode, backfill.reprocess) == ("backfill", "missing")
+    catch_up = resolve_request(CatchUpRequest(), REG, global_limit=4, today_by_store=TODAY)
+    assert (catch_up.mode, catch_up.reprocess, catch_up.order) == (
+        "catch_up",
+        "stale",
+        "oldest_first",
+    )
 
 
 def test_all_problems_reported_at_once():
@@ -121,9 +157,7 @@ def test_catch_up_takes_last_complete_local_days():
         "in-mumbai": D(2026, 11, 23),
         "us-flagship": D(2026, 11, 22),
     }
-    r = resolve_request(
-        BackfillRequest(mode="catch_up", lookback_days=3), REG, global_limit=2, today_by_store=today
-    )
+    r = resolve_request(CatchUpRequest(lookback_days=3), REG, global_limit=2, today_by_store=today)
     assert r.reprocess == "stale"
     assert r.dates_by_store["au-sydney"] == (D(2026, 11, 20), D(2026, 11, 21), D(2026, 11, 22))
     assert r.dates_by_store["us-flagship"] == (D(2026, 11, 19), D(2026, 11, 20), D(2026, 11, 21))
@@ -132,12 +166,42 @@ def test_catch_up_takes_last_complete_local_days():
 def test_catch_up_respects_earliest_date():
     reg = Registry((store("new-shop", earliest=D(2026, 11, 20)),))
     r = resolve_request(
-        BackfillRequest(mode="catch_up", lookback_days=7),
+        CatchUpRequest(lookback_days=7),
         reg,
         global_limit=1,
         today_by_store={"new-shop": D(2026, 11, 22)},
     )
     assert r.dates_by_store["new-shop"] == (D(2026, 11, 20), D(2026, 11, 21))
+
+
+def test_catch_up_dates_are_the_last_complete_days_from_windows():
+    """The same days core.windows.last_complete_days gives, from each store's clock."""
+    from datetime import datetime
+
+    from clickstream.core.windows import last_complete_days, local_today
+
+    r = resolve_request(CatchUpRequest(lookback_days=4), REG, global_limit=2)
+    for s in r.stores:
+        days = tuple(last_complete_days(s.timezone, 4, today=local_today(s.timezone)))
+        assert r.dates_by_store[s.store_id] == days
+        assert days[-1] == local_today(s.timezone) - timedelta(days=1)
+    now = datetime(2026, 11, 22, 20, 0)  # 01:30 on the 23rd in Kolkata
+    assert last_complete_days("Asia/Kolkata", 2, now) == [D(2026, 11, 21), D(2026, 11, 22)]
+    assert last_complete_days("Asia/Kolkata", 2, now, today=D(2026, 1, 3)) == [
+        D(2026, 1, 1),
+        D(2026, 1, 2),
+    ]
+
+
+def test_catch_up_before_a_stores_first_day_is_empty():
+    reg = Registry((store("future-shop", earliest=D(2026, 11, 22)),))
+    r = resolve_request(
+        CatchUpRequest(lookback_days=7),
+        reg,
+        global_limit=1,
+        today_by_store={"future-shop": D(2026, 11, 22)},
+    )
+    assert r.dates_by_store["future-shop"] == () and r.partition_count == 0
 
 
 # --- classification and policies --------------------------------------------------------

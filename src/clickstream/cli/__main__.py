@@ -1,5 +1,5 @@
 """`python -m clickstream.cli`: the same as the `clickstream` command."""
 
-from clickstream.cli import app
+from clickstream.cli.app import app
 
 app()

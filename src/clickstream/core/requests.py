@@ -4,9 +4,10 @@ every problem at once, before anything is submitted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import ClassVar, Literal
 
 from clickstream.core.states import (
     DEFAULT_MAX_PARTITIONS,
@@ -14,32 +15,57 @@ from clickstream.core.states import (
     ORDERS,
     OVERSUBSCRIBE,
     REPROCESS_POLICIES,
+    Order,
     PartitionKey,
+    ReprocessPolicy,
 )
 from clickstream.core.stores import Registry, Store
-from clickstream.core.windows import local_today
+from clickstream.core.windows import last_complete_days, local_today
 
 
 class BackfillInputError(ValueError):
     """Bad backfill input. Raised before anything is submitted; the message lists every problem."""
 
 
-@dataclass(frozen=True)
-class BackfillRequest:
-    """What a person asked for (UI form, CLI flags or the nightly schedule)."""
+# Which flow a request came from; artifact keys and titles use it ("backfill-grid", ...).
+RequestMode = Literal["backfill", "catch_up"]
 
-    start_date: date | None = None
-    end_date: date | None = None
+
+@dataclass(frozen=True, kw_only=True)
+class _Common:
+    """What a backfill and a catch-up both ask for: which stores, how runs are cut and paced."""
+
     stores: tuple[str, ...] = ()  # empty = every active store
-    reprocess: str = "missing"
-    order: str = "oldest_first"
+    days_per_run: int = 1
     max_parallel: int | None = None  # None = OVERSUBSCRIBE x the dbt-global limit
     max_attempts: int = 2
-    mode: str = "backfill"  # or "catch_up"
-    lookback_days: int = 7
     allow_large_backfill: bool = False
     max_partitions: int = DEFAULT_MAX_PARTITIONS
-    days_per_run: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackfillRequest(_Common):
+    """A date range a person asked for (UI form, CLI flags). Both dates are required; a None
+    one is reported by resolve_request with every other problem."""
+
+    mode: ClassVar[RequestMode] = "backfill"
+
+    start_date: date | None
+    end_date: date | None
+    reprocess: ReprocessPolicy = "missing"
+    order: Order = "oldest_first"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatchUpRequest(_Common):
+    """The last ``lookback_days`` complete local days of each store (the nightly schedule,
+    `clickstream catch-up`), always under the ``stale`` policy, oldest first."""
+
+    mode: ClassVar[RequestMode] = "catch_up"
+    reprocess: ClassVar[ReprocessPolicy] = "stale"
+    order: ClassVar[Order] = "oldest_first"
+
+    lookback_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -48,11 +74,11 @@ class ResolvedRequest:
 
     stores: tuple[Store, ...]
     dates_by_store: Mapping[str, tuple[date, ...]]
-    reprocess: str
-    order: str
+    reprocess: ReprocessPolicy
+    order: Order
     max_parallel: int
     max_attempts: int
-    mode: str
+    mode: RequestMode
     days_per_run: int = 1
 
     @property
@@ -71,7 +97,7 @@ class ResolvedRequest:
 
 
 def resolve_request(
-    request: BackfillRequest,
+    request: BackfillRequest | CatchUpRequest,
     registry: Registry,
     *,
     global_limit: int | None,
@@ -81,10 +107,9 @@ def resolve_request(
     """Validate everything up front and say all that is wrong at once. Clamps nothing.
 
     ``check_limit=False`` validates what needs no server (the CLI does that first).
+    ``today_by_store`` overrides stores' current local dates (tests).
     """
     problems: list[str] = []
-    if request.mode not in ("backfill", "catch_up"):
-        problems.append(f"mode must be 'backfill' or 'catch_up', got {request.mode!r}")
     if request.reprocess not in REPROCESS_POLICIES:
         problems.append(
             f"reprocess must be one of {', '.join(REPROCESS_POLICIES)}, got {request.reprocess!r}"
@@ -97,7 +122,45 @@ def resolve_request(
         problems.append(
             f"days_per_run must be between 1 and {MAX_DAYS_PER_RUN}, got {request.days_per_run}"
         )
-    max_parallel = request.max_parallel
+    max_parallel = _max_parallel(request.max_parallel, global_limit, check_limit, problems)
+    chosen = _stores(request.stores, registry, problems)
+
+    overrides = dict(today_by_store or {})
+
+    def today_of(store: Store) -> date:
+        return overrides.get(store.store_id) or local_today(store.timezone)
+
+    if isinstance(request, CatchUpRequest):
+        dates_by_store = _catch_up_dates(request, chosen, today_of, problems)
+    elif isinstance(request, BackfillRequest):
+        dates_by_store = _backfill_dates(request, chosen, today_of, problems)
+    else:
+        raise TypeError(f"not a BackfillRequest or CatchUpRequest: {request!r}")
+    total = sum(len(v) for v in dates_by_store.values())
+    if total > request.max_partitions and not request.allow_large_backfill:
+        problems.append(
+            f"{total} partitions exceed the cap of {request.max_partitions}; narrow the range or "
+            "set allow_large_backfill"
+        )
+    if problems:
+        raise BackfillInputError("invalid backfill request:\n- " + "\n- ".join(problems))
+    assert max_parallel is not None
+    return ResolvedRequest(
+        stores=tuple(chosen),
+        dates_by_store=dates_by_store,
+        reprocess=request.reprocess,
+        order=request.order,
+        max_parallel=max_parallel,
+        max_attempts=request.max_attempts,
+        mode=request.mode,
+        days_per_run=request.days_per_run,
+    )
+
+
+def _max_parallel(
+    max_parallel: int | None, global_limit: int | None, check_limit: bool, problems: list[str]
+) -> int | None:
+    """The effective max_parallel: default OVERSUBSCRIBE x the dbt-global limit, at most that."""
     if not check_limit:
         global_limit = max(global_limit or 0, max_parallel or 1, 1)
     if global_limit is None:
@@ -116,83 +179,88 @@ def resolve_request(
                 f"{global_limit}; lower it or raise the limit (`clickstream bootstrap "
                 f"--dbt-global-limit {-(-max_parallel // OVERSUBSCRIBE)}`)"
             )
+    return max_parallel
 
-    # Stores: unknown and inactive ones are errors that list the valid choices.
+
+def _stores(ids: tuple[str, ...], registry: Registry, problems: list[str]) -> list[Store]:
+    """The chosen stores (default: every active one); unknown and inactive ones are problems
+    that list the valid choices."""
     active_ids = [s.store_id for s in registry.active]
-    chosen: list[Store] = []
-    if request.stores:
-        seen: set[str] = set()
-        for sid in request.stores:
-            if sid in seen:
-                continue
-            seen.add(sid)
-            if sid not in registry.ids:
-                problems.append(
-                    f"unknown store {sid!r}; active stores: {', '.join(active_ids) or '(none)'}"
-                )
-                continue
-            store = registry.get(sid)
-            if not store.active:
-                problems.append(
-                    f"store {sid!r} is inactive; active stores: {', '.join(active_ids) or '(none)'}"
-                )
-                continue
-            chosen.append(store)
-    else:
-        chosen = list(registry.active)
-        if not chosen:
+    if not ids:
+        if not registry.active:
             problems.append("no active stores in the registry")
+        return list(registry.active)
+    chosen: list[Store] = []
+    seen: set[str] = set()
+    for sid in ids:
+        if sid in seen:
+            continue
+        seen.add(sid)
+        if sid not in registry.ids:
+            problems.append(
+                f"unknown store {sid!r}; active stores: {', '.join(active_ids) or '(none)'}"
+            )
+            continue
+        store = registry.get(sid)
+        if not store.active:
+            problems.append(
+                f"store {sid!r} is inactive; active stores: {', '.join(active_ids) or '(none)'}"
+            )
+            continue
+        chosen.append(store)
+    return chosen
 
-    today_by_store = dict(today_by_store or {})
+
+def _backfill_dates(
+    request: BackfillRequest,
+    stores: list[Store],
+    today_of: Callable[[Store], date],
+    problems: list[str],
+) -> dict[str, tuple[date, ...]]:
+    """Every store gets start..end; both within each store's earliest and current local date."""
+    start, end = request.start_date, request.end_date
+    if start is None or end is None:
+        problems.append("start_date and end_date are required for a backfill")
+        return {}
+    if end < start:
+        problems.append(f"end_date {end} is before start_date {start}")
+        return {}
     dates_by_store: dict[str, tuple[date, ...]] = {}
-    if request.mode == "catch_up":
-        if request.lookback_days < 1:
-            problems.append(f"lookback_days must be at least 1, got {request.lookback_days}")
-        else:
-            for store in chosen:
-                today = today_by_store.get(store.store_id) or local_today(store.timezone)
-                first = max(today - timedelta(days=request.lookback_days), store.earliest_ds)
-                last = today - timedelta(days=1)  # complete days only
-                dates_by_store[store.store_id] = tuple(_days(first, last))
-    else:
-        start, end = request.start_date, request.end_date
-        if start is None or end is None:
-            problems.append("start_date and end_date are required for a backfill")
-        elif end < start:
-            problems.append(f"end_date {end} is before start_date {start}")
-        else:
-            for store in chosen:
-                today = today_by_store.get(store.store_id) or local_today(store.timezone)
-                if start < store.earliest_ds:
-                    problems.append(
-                        f"start_date {start} is before {store.store_id}'s earliest date "
-                        f"{store.earliest_ds}"
-                    )
-                if end > today:
-                    problems.append(
-                        f"end_date {end} is after {store.store_id}'s current local date {today} "
-                        f"({store.timezone})"
-                    )
-                dates_by_store[store.store_id] = tuple(_days(start, end))
-    total = sum(len(v) for v in dates_by_store.values())
-    if total > request.max_partitions and not request.allow_large_backfill:
-        problems.append(
-            f"{total} partitions exceed the cap of {request.max_partitions}; narrow the range or "
-            "set allow_large_backfill"
+    for store in stores:
+        today = today_of(store)
+        if start < store.earliest_ds:
+            problems.append(
+                f"start_date {start} is before {store.store_id}'s earliest date {store.earliest_ds}"
+            )
+        if end > today:
+            problems.append(
+                f"end_date {end} is after {store.store_id}'s current local date {today} "
+                f"({store.timezone})"
+            )
+        dates_by_store[store.store_id] = tuple(_days(start, end))
+    return dates_by_store
+
+
+def _catch_up_dates(
+    request: CatchUpRequest,
+    stores: list[Store],
+    today_of: Callable[[Store], date],
+    problems: list[str],
+) -> dict[str, tuple[date, ...]]:
+    """Each store's last ``lookback_days`` complete local days, none before its earliest date."""
+    if request.lookback_days < 1:
+        problems.append(f"lookback_days must be at least 1, got {request.lookback_days}")
+        return {}
+    return {
+        store.store_id: tuple(
+            ds
+            for ds in last_complete_days(
+                store.timezone, request.lookback_days, today=today_of(store)
+            )
+            if ds >= store.earliest_ds
         )
-    if problems:
-        raise BackfillInputError("invalid backfill request:\n- " + "\n- ".join(problems))
-    assert max_parallel is not None
-    return ResolvedRequest(
-        stores=tuple(chosen),
-        dates_by_store=dates_by_store,
-        reprocess="stale" if request.mode == "catch_up" else request.reprocess,
-        order=request.order,
-        max_parallel=max_parallel,
-        max_attempts=request.max_attempts,
-        mode=request.mode,
-        days_per_run=request.days_per_run,
-    )
+        for store in stores
+    }
 
 
 def _days(first: date, last: date) -> list[date]:

@@ -6,7 +6,6 @@ from it (``clickstream stores sync``) and checked against it (``clickstream stor
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -203,7 +202,3 @@ def _label(path: Path) -> str:
         return str(path.resolve().relative_to(settings.project_dir()))
     except ValueError:
         return str(path)
-
-
-def is_valid_store_id(value: str) -> bool:
-    return bool(re.fullmatch(STORE_ID_PATTERN, value)) and 2 <= len(value) <= 40

@@ -7,9 +7,9 @@ midnight, so a DST day is 23 or 25 hours long and Asia/Kolkata's day starts at 1
 Its **input range** is ``[input_start, input_end)``: the source events a build of the
 partition reads, the window plus ``SESSION_LOOKBACK`` before it (events just before local
 midnight decide whether the day's first events start a session or continue one). This is the
-one definition of that range: the dbt partition spec (clickstream.core.partition_spec), the build-time
-fingerprint (clickstream.pipelines.store_run) and the plan-time fingerprint (clickstream.pipelines.backfill)
-all take it from here, through clickstream.adapters.landing.
+one definition of that range: the dbt partition spec (clickstream.dbt_args), the build-time
+fingerprint (clickstream.store_run) and the plan-time fingerprint (clickstream.orchestrator)
+all take it from here, through clickstream.source.
 """
 
 from __future__ import annotations
@@ -109,12 +109,14 @@ def local_today(timezone: str, now: datetime | None = None) -> date:
 
 
 def last_complete_days(
-    timezone: str, lookback_days: int, now: datetime | None = None
+    timezone: str, lookback_days: int, now: datetime | None = None, *, today: date | None = None
 ) -> list[date]:
-    """The last ``lookback_days`` local dates that have fully ended, oldest first."""
+    """The last ``lookback_days`` local dates that have fully ended, oldest first.
+
+    ``today`` (the store's local date, if the caller knows it) takes the place of ``now``."""
     if lookback_days < 1:
         raise ValueError("lookback_days must be at least 1")
-    today = local_today(timezone, now)
+    today = today or local_today(timezone, now)
     return [today - timedelta(days=n) for n in range(lookback_days, 0, -1)]
 
 

@@ -16,14 +16,12 @@ clickstream.core, settings and names only (an adapter). ``ledger.engine`` is the
 from clickstream.adapters.ledger.builds import (
     read_build_summaries,
     read_builds,
-    record_build,
     record_builds,
 )
 from clickstream.adapters.ledger.dispatches import (
     dispatch_claim,
     read_latest_dispatches,
     read_planned_at,
-    record_dispatch,
     record_dispatches,
 )
 from clickstream.adapters.ledger.engine import engine, ledger_url, open_engine, utcnow
@@ -61,9 +59,7 @@ __all__ = [
     "read_latest_dispatches",
     "read_pauses",
     "read_planned_at",
-    "record_build",
     "record_builds",
-    "record_dispatch",
     "record_dispatches",
     "record_pause",
     "schedule_pauses",

@@ -13,10 +13,6 @@ from clickstream.core.records import BuildRecord, BuildSummary
 from clickstream.core.states import BUILD_STATUSES
 
 
-def record_build(record: BuildRecord) -> None:
-    record_builds([record])
-
-
 def record_builds(records: Iterable[BuildRecord]) -> None:
     """Upsert the outcome of several partitions (one multi-day build) in one transaction."""
     rows = [r.__dict__.copy() for r in records]

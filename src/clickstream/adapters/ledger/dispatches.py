@@ -16,10 +16,6 @@ from clickstream.adapters.ledger.schema import dispatch_locks, partition_dispatc
 from clickstream.core.records import DispatchRecord
 
 
-def record_dispatch(record: DispatchRecord) -> None:
-    record_dispatches([record])
-
-
 def record_dispatches(records: Iterable[DispatchRecord], conn: Connection | None = None) -> None:
     """One row per day of a child run (a multi-day run writes one row for each of its days)."""
     rows = [r.__dict__.copy() for r in records]

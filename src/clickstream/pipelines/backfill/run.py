@@ -13,7 +13,7 @@ from prefect.states import Completed, Failed, State
 from clickstream.adapters.prefect_api import store_deployment_ids, with_api_retries
 from clickstream.core import grid
 from clickstream.core.lanes import build_lanes
-from clickstream.core.requests import BackfillInputError, BackfillRequest
+from clickstream.core.requests import BackfillInputError, BackfillRequest, CatchUpRequest
 from clickstream.pipelines.backfill.dispatcher import Dispatcher
 from clickstream.pipelines.backfill.report import Outcome, publish_artifacts
 from clickstream.pipelines.backfill.schedules import (
@@ -25,7 +25,7 @@ from clickstream.pipelines.backfill.snapshot import plan
 
 
 async def run_backfill(
-    request: BackfillRequest,
+    request: BackfillRequest | CatchUpRequest,
     *,
     dry_run: bool = False,
     pause_store_schedules: bool = False,
@@ -44,7 +44,7 @@ async def run_backfill(
         resolved, snapshot, selected = await plan(request, client=client)
         title = (
             f"Catch-up (last {request.lookback_days} complete days)"
-            if resolved.mode == "catch_up"
+            if isinstance(request, CatchUpRequest)
             else f"Backfill {resolved.start_date} .. {resolved.end_date}"
         )
         runs = sum(
@@ -117,7 +117,7 @@ async def run_backfill(
         return outcome
 
 
-async def orchestrate(request: BackfillRequest, **kwargs) -> State:
+async def orchestrate(request: BackfillRequest | CatchUpRequest, **kwargs) -> State:
     """The orchestrator flows' body: run the backfill, end the run with what happened.
 
     Completed only if every planned partition completed; otherwise Failed with a message that

@@ -22,6 +22,7 @@ from clickstream.core.classify import classify, select_partitions
 from clickstream.core.fingerprints import Recorded
 from clickstream.core.requests import (
     BackfillRequest,
+    CatchUpRequest,
     ResolvedRequest,
     expand_partitions,
     resolve_request,
@@ -117,7 +118,7 @@ async def take_snapshot(
 
 
 async def plan(
-    request: BackfillRequest,
+    request: BackfillRequest | CatchUpRequest,
     *,
     registry: Registry | None = None,
     client: PrefectClient | None = None,
