@@ -1,27 +1,28 @@
 """Incremental cost: building day 60 on top of 59 days of history vs building day 1.
 
-dbt only (no Prefect server): each build is what the store flow runs for one invocation
-(clickstream.pipelines.store_run): ``dbt_build_args(store, landing_dir, project_dir, target_path,
-full_refresh)`` with the store's private target path, the partition spec of its days
-(``spec_environment(store, partition_windows(...))``) and the warehouse folder set in
-``os.environ`` during the invocation, through clickstream.adapters.dbt.runner's lean mode
-(prefect-dbt's PrefectDbtRunner outside any run context). Asset events are not emitted here
-(there is no server). The target path persists from one build to the next as it does for a
-store, so dbt's partial parsing carries over between builds (the per-partition values are in
-the environment, not in ``--vars``). One store, generated data. For each build it records the
-whole invocation (parse + run) and dbt's node execution time (what the ledger records).
+dbt only (no Prefect server): each build is exactly what the store flow runs for one
+invocation, the same function: clickstream.adapters.dbt.invoke.build_days (its command line
+with the store's private target path, the partition spec and warehouse folder in the
+environment, the store's warehouse lock, lean mode, the read-back of the built rows and the
+release of dbt-duckdb's connection), with no concurrency slot (``contextlib.nullcontext``:
+there is no server). Asset events are not emitted here (no server either). The target path
+persists from one build to the next as it does for a store, so dbt's partial parsing carries
+over between builds (the per-partition values are in the environment, not in ``--vars``).
+One store, generated data. For each build it records the whole call (parse + run +
+read-back) and dbt's node execution time (what the ledger records).
 
 - day 1: on an empty warehouse, ``repeats`` times (a fresh warehouse each time)
 - history: days 1..59 built in order into one warehouse
 - day 60: on top of that history, ``repeats`` times (delete+insert, so repeats are equal work)
 - full refresh: what the store flow's ``full_refresh=True`` does on that warehouse: rebuild
   every day the ledger knows (all 60) in invocations of at most 31 days, the first one with
-  ``--full-refresh`` (clickstream.pipelines.store_run.invocations)
+  ``--full-refresh`` (clickstream.store_run.invocations)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -36,9 +37,6 @@ from pathlib import Path
 from unittest import mock
 
 from clickstream import settings
-from clickstream.adapters.dbt.command import dbt_build_args
-from clickstream.adapters.warehouse import dbt_environment
-from clickstream.core.partition_spec import spec_environment
 from clickstream.core.states import MAX_DAYS_PER_RUN
 from clickstream.core.store_run_plan import invocations
 from clickstream.core.stores import load_registry
@@ -69,13 +67,13 @@ def run(days: int = 60, events_per_day: int = 20_000, repeats: int = 3) -> dict:
 
 def measure(days: int, events_per_day: int, repeats: int) -> dict:
     from clickstream.adapters.dbt import runner as dbt_run
+    from clickstream.adapters.dbt.invoke import build_days
 
     root = Path(tempfile.mkdtemp(prefix="clickstream-incr-"))
     saved = dict(os.environ)
     store = load_registry().get(STORE)
     start = date(2026, 1, 1)
     last = start + timedelta(days=days - 1)
-    target = root / "dbt-target" / store.store_id  # private to the store, kept across builds
     try:
         os.environ["CLICKSTREAM_STATE_DIR"] = str(root / "state")
         for var in ("CLICKSTREAM_LANDING_DIR", "CLICKSTREAM_WAREHOUSE_DIR"):
@@ -90,29 +88,20 @@ def measure(days: int, events_per_day: int, repeats: int) -> dict:
             shutil.rmtree(warehouse, ignore_errors=True)
             warehouse.mkdir(parents=True)
 
-        def build(build_days: list[date], full_refresh: bool = False) -> tuple[float, float]:
-            args = dbt_build_args(
-                store,
-                landing_dir=settings.landing_dir(),
-                project_dir=settings.dbt_project_dir(),
-                target_path=target,
-                full_refresh=full_refresh,
-            )
-            env = {
-                **dbt_environment(),
-                **spec_environment(store, partition_windows(store.timezone, build_days)),
-            }
-            os.environ.update(env)
+        # build_days keeps the store's dbt target path (<state>/dbt-target/<store>) from one
+        # build to the next, as for a store.
+        def build(days_: list[date], full_refresh: bool = False) -> tuple[float, float]:
+            windows = partition_windows(store.timezone, days_)
             t = time.perf_counter()
-            try:
-                outcome = dbt_run.invoke_dbt(
-                    args, mode="lean", project_dir=settings.dbt_project_dir(), logger=log
-                )
-            finally:
-                total = time.perf_counter() - t
-                for k in env:
-                    os.environ.pop(k, None)
-            return total, outcome.execution_seconds
+            result = build_days(
+                store,
+                windows,
+                mode="lean",
+                full_refresh=full_refresh,
+                slot=contextlib.nullcontext,
+                logger=log,
+            )
+            return time.perf_counter() - t, result.outcome.execution_seconds
 
         # No server here: the asset events lean mode emits after a build are left out; the
         # runner's API client (made, not used for this profile) names a closed port.

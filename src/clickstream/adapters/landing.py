@@ -3,7 +3,8 @@
 The source of a store is its raw events: Parquet landing files on the DuckDB target
 (``<landing>/<store_id>/ds=<YYYY-MM-DD>/*.parquet``, one folder per store-local date of
 ``event_ts``; extra files such as ``late-*.parquet`` may sit next to ``data_0.parquet``), and
-the table ``raw.events`` on the Postgres target (loaded from the same files).
+the table ``raw.events`` on the Postgres target (loaded from the same files; its fingerprints
+are computed in the warehouse database, clickstream.adapters.warehouse.postgres).
 
 A partition's **fingerprint** summarises every raw row in its input range
 (:attr:`clickstream.core.windows.Window.input_start` .. ``input_end``: the window plus the session
@@ -32,26 +33,19 @@ from datetime import date
 from pathlib import Path
 
 from clickstream import settings
-from clickstream.core.fingerprints import Fingerprint, Recorded, parse_token
+
+# The raw event schema moved to core.fingerprints (the Postgres warehouse hashes it too);
+# re-exported here, where the landing writers import it from.
+from clickstream.core.fingerprints import RAW_COLUMN_NAMES as RAW_COLUMN_NAMES
+from clickstream.core.fingerprints import RAW_COLUMNS as RAW_COLUMNS
+from clickstream.core.fingerprints import (
+    Fingerprint,
+    Recorded,
+    parse_token,
+    row_text,
+)
 from clickstream.core.stores import Store
 from clickstream.core.windows import Window, landing_days
-
-# The raw event schema (landing files and raw.events), in a fixed order: a change to any
-# column of a row changes that row's hash in the fingerprint.
-RAW_COLUMNS = (
-    "event_id VARCHAR",
-    "store_id VARCHAR",
-    "user_id VARCHAR",
-    "session_key VARCHAR",
-    "event_type VARCHAR",
-    "event_ts TIMESTAMP",
-    "loaded_at TIMESTAMP",
-    "product_id VARCHAR",
-    "order_id VARCHAR",
-    "revenue_usd DECIMAL(12,2)",
-    "device VARCHAR",
-)
-RAW_COLUMN_NAMES = tuple(c.split()[0] for c in RAW_COLUMNS)
 
 
 # -- landing layout ------------------------------------------------------------------------
@@ -150,12 +144,13 @@ def fingerprints(
     files are exactly the ones recorded keeps its recorded token without a scan; the others
     are scanned together in one query.
     """
-    from clickstream.adapters.warehouse import dbt_target
+    from clickstream.adapters.warehouse import for_target
 
     if not windows:
         return {}
-    if (target or dbt_target()) == "postgres":
-        return _postgres_fingerprints(store, windows)
+    in_warehouse = for_target(target or settings.get().dbt_target).raw_fingerprints(store, windows)
+    if in_warehouse is not None:  # Postgres: raw.events in the warehouse database
+        return in_warehouse
     landing = landing_dir(landing)
     out: dict[date, Fingerprint] = {}
     to_scan: list[Window] = []
@@ -177,12 +172,6 @@ def fingerprints(
 
 def _empty() -> Fingerprint:
     return Fingerprint(0, "0", None)
-
-
-def _row_text(sql_cast: str, null: str) -> str:
-    return " || '|' || ".join(
-        f"coalesce({sql_cast.format(c=c)}, '{null}')" for c in RAW_COLUMN_NAMES
-    )
 
 
 def _duckdb_fingerprints(
@@ -207,7 +196,7 @@ def _duckdb_fingerprints(
             "INSERT INTO w VALUES (?, ?, ?)",
             [(w.ds, w.input_start, w.input_end) for w in windows],
         )
-        row = _row_text("CAST({c} AS VARCHAR)", "\\N")
+        row = row_text("CAST({c} AS VARCHAR)", "\\N")
         rows = con.execute(
             f"""
             SELECT w.ds, count(*), CAST(sum(md5_number_lower({row})) AS VARCHAR),
@@ -222,35 +211,4 @@ def _duckdb_fingerprints(
         con.close()
     for ds, count, content, max_loaded in rows:
         result[ds] = Fingerprint(int(count), str(content), max_loaded)
-    return result
-
-
-def _postgres_fingerprints(store: Store, windows: Sequence[Window]) -> dict[date, Fingerprint]:
-    import psycopg2
-
-    from clickstream.adapters.warehouse import pg_dsn
-
-    result = {w.ds: _empty() for w in windows}
-    row = _row_text("{c}::text", "\\N")
-    values = ", ".join(["(%s::date, %s::timestamp, %s::timestamp)"] * len(windows))
-    params: list = []
-    for w in windows:
-        params += [w.ds, w.input_start, w.input_end]
-    sql = f"""
-        WITH w(ds, lo, hi) AS (VALUES {values})
-        SELECT w.ds, count(*),
-            sum(('x' || substr(md5({row}), 17, 16))::bit(64)::bigint::numeric)::text,
-            max(e.loaded_at)
-        FROM raw.events e
-        JOIN w ON e.event_ts >= w.lo AND e.event_ts < w.hi
-        WHERE e.store_id = %s
-        GROUP BY w.ds
-    """
-    with psycopg2.connect(pg_dsn()) as con, con.cursor() as cur:
-        cur.execute("SELECT to_regclass('raw.events')")
-        if cur.fetchone()[0] is None:
-            return result
-        cur.execute(sql, [*params, store.store_id])
-        for ds, count, content, max_loaded in cur.fetchall():
-            result[ds] = Fingerprint(int(count), str(content), max_loaded)
     return result

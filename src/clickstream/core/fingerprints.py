@@ -1,5 +1,6 @@
 """A partition's source fingerprint as a value: what it counts and hashes, its token, and the
-form the ledger records (the scans that compute it are in clickstream.adapters.landing).
+form the ledger records (the scans that compute it: clickstream.adapters.landing on landing
+files, the Postgres warehouse on raw.events). Also the raw event schema both scans hash.
 """
 
 from __future__ import annotations
@@ -8,6 +9,31 @@ from dataclasses import dataclass
 from datetime import datetime
 
 FINGERPRINT_VERSION = "v2"
+
+# The raw event schema (landing files and raw.events), in a fixed order: a change to any
+# column of a row changes that row's hash in the fingerprint.
+RAW_COLUMNS = (
+    "event_id VARCHAR",
+    "store_id VARCHAR",
+    "user_id VARCHAR",
+    "session_key VARCHAR",
+    "event_type VARCHAR",
+    "event_ts TIMESTAMP",
+    "loaded_at TIMESTAMP",
+    "product_id VARCHAR",
+    "order_id VARCHAR",
+    "revenue_usd DECIMAL(12,2)",
+    "device VARCHAR",
+)
+RAW_COLUMN_NAMES = tuple(c.split()[0] for c in RAW_COLUMNS)
+
+
+def row_text(sql_cast: str, null: str) -> str:
+    """SQL text of one raw row, every column cast by ``sql_cast`` (``{c}`` = the column) and
+    NULL written as ``null``, joined with ``|``: what a fingerprint hashes per row."""
+    return " || '|' || ".join(
+        f"coalesce({sql_cast.format(c=c)}, '{null}')" for c in RAW_COLUMN_NAMES
+    )
 
 
 @dataclass(frozen=True)

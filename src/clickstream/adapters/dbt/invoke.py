@@ -21,12 +21,7 @@ from datetime import UTC, date, datetime
 from clickstream import settings
 from clickstream.adapters.dbt.command import dbt_build_args
 from clickstream.adapters.dbt.runner import DbtOutcome, invoke_dbt
-from clickstream.adapters.warehouse import (
-    dbt_environment,
-    read_partition_counts,
-    release_dbt_duckdb,
-    store_lock,
-)
+from clickstream.adapters.warehouse import for_target
 from clickstream.core.partition_spec import spec_environment
 from clickstream.core.states import DbtMode
 from clickstream.core.stores import Store
@@ -86,20 +81,20 @@ def build_days(
         full_refresh=full_refresh,
         target=cfg.dbt_target,
     )
+    warehouse = for_target(cfg.dbt_target)
     cfg.warehouse.mkdir(parents=True, exist_ok=True)
-    env = {**dbt_environment(), **spec_environment(store, windows)}
+    env = {**warehouse.dbt_environment(), **spec_environment(store, windows)}
     days = [w.ds for w in windows]
     with (
         slot(),
-        store_lock(store, exclusive=True, wait_seconds=WAREHOUSE_LOCK_WAIT_SECONDS),
+        warehouse.store_lock(store, exclusive=True, wait_seconds=WAREHOUSE_LOCK_WAIT_SECONDS),
     ):
         started = _utcnow()
         try:
             with _environment(env):
                 outcome = invoke_dbt(args, mode=mode, project_dir=cfg.dbt_project, logger=logger)
-            counts = read_partition_counts(store, days)
+            counts = warehouse.partition_counts(store, days)
         finally:
-            if cfg.dbt_target == "duckdb":
-                release_dbt_duckdb()
+            warehouse.release_dbt()  # DuckDB: dbt-duckdb's connection to the file
             ended = _utcnow()
     return BuildResult(counts, outcome, started, ended)
