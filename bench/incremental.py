@@ -16,7 +16,7 @@ read-back) and dbt's node execution time (what the ledger records).
 - day 60: on top of that history, ``repeats`` times (delete+insert, so repeats are equal work)
 - full refresh: what the store flow's ``full_refresh=True`` does on that warehouse: rebuild
   every day the ledger knows (all 60) in invocations of at most 31 days, the first one with
-  ``--full-refresh`` (clickstream.store_run.invocations)
+  ``--full-refresh`` (clickstream.core.store_run_plan.invocations)
 """
 
 from __future__ import annotations

@@ -209,7 +209,8 @@ def measure(root: Path, stores: int, start: date, end: date) -> dict:
     from clickstream.core import grid
     from clickstream.core.lanes import build_lanes
     from clickstream.core.requests import BackfillRequest
-    from clickstream.pipelines.backfill import run as orch
+    from clickstream.pipelines.backfill import report
+    from clickstream.pipelines.backfill import snapshot as orch
 
     reg = registry(stores, start)
     ledger.engine()  # the orchestrator's process has its ledger engine before planning
@@ -245,7 +246,6 @@ def measure(root: Path, stores: int, start: date, end: date) -> dict:
     timed(orch, "read_mart_view", "mart check (every store's warehouse)")
     timed(orch, "classify", "classify (ledger, mart counts, fingerprints)")
     timed(orch, "select_partitions", "select (policy)")
-    timed(orch, "read_flow_runs_by_id", "Prefect API reads (stubbed: answered at once)")
     timed(orch, "read_active_store_runs", "Prefect API reads (stubbed: answered at once)")
 
     class StubClient:
@@ -280,11 +280,11 @@ def measure(root: Path, stores: int, start: date, end: date) -> dict:
     lanes = build_lanes(selected, resolved.order, resolved.days_per_run)
     timers["build_lanes (days_per_run 7)"] = time.perf_counter() - t
     t = time.perf_counter()
-    states = orch.display_states(snapshot, selected, {}, True)
+    states = report.display_states(snapshot, selected, {}, True)
     grid.render_markdown(
         states, title="plan", stores=[s.store_id for s in resolved.stores], note="x"
     )
-    table = orch.partition_table(resolved, snapshot, selected, {}, True)
+    table = report.partition_table(resolved, snapshot, selected, {}, True)
     t_artifacts = time.perf_counter() - t
     steps = dict(timers)
     fp = sum(v for k, v in steps.items() if k.startswith("fingerprints"))
