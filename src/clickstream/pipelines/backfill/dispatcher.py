@@ -1,6 +1,4 @@
-"""Lane dispatch of child runs: claim under the ledger's per-store lock, create, poll, retry,
-time out and cancel; one run per store, max_parallel overall.
-"""
+"""Lane dispatch of child runs: claim, create, poll, retry, time out and cancel them."""
 
 from __future__ import annotations
 
@@ -55,7 +53,8 @@ class InFlight:
 
 
 class Dispatcher:
-    """Lane-based dispatch of child runs; see the module docstring."""
+    """Lane-based dispatch of child runs: one run per store, max_parallel overall. Days are
+    claimed under the ledger's per-store lock (core.claim decides), then their run created."""
 
     def __init__(
         self,
@@ -85,7 +84,6 @@ class Dispatcher:
         chosen = set(selected)
         self.planned = list(selected) + [k for k in snapshot.in_flight_runs if k not in chosen]
         self.progress_id: UUID | None = None
-        self.max_in_flight_seen = 0
         self.child_runs = 0
         self.ended_runs: set[str] = set()
         self.run_ended: dict[str, bool | None] = {}  # see _look_up_runs
@@ -220,7 +218,6 @@ class Dispatcher:
             self.attempts_used[(sid, ds)] = self.attempts_used.get((sid, ds), 0) + 1
         self._wait_for(sid, run_id, batch, attempt)
         self.child_runs += 1
-        self.max_in_flight_seen = max(self.max_in_flight_seen, len(self.in_flight))
         self.logger.info(
             "dispatched %s %s attempt %s -> %s", sid, batch_label(batch), attempt, run.name
         )
