@@ -386,6 +386,16 @@ def test_scheduler_retry_splits_a_failed_batch_into_single_days():
     assert sch.lanes["a"][:2] == [(D(2026, 1, 8),), (D(2026, 1, 7),)]
 
 
+def test_scheduler_put_back_puts_pieces_at_the_head_in_order():
+    sch = LaneScheduler({"a": [(D(2026, 1, 9),)]}, max_parallel=1)
+    sch.put_back("a", [(D(2026, 1, 1), D(2026, 1, 2)), (D(2026, 1, 5),)])
+    sch.put_back("b", [(D(2026, 1, 3),)])  # a store whose lane had emptied
+    assert sch.lanes == {
+        "a": [(D(2026, 1, 1), D(2026, 1, 2)), (D(2026, 1, 5),), (D(2026, 1, 9),)],
+        "b": [(D(2026, 1, 3),)],
+    }
+
+
 # --- several days per child run ---------------------------------------------------------
 
 

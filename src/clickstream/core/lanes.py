@@ -86,8 +86,11 @@ class LaneScheduler:
     def retry(self, store_id: str, batch: Batch, order: str) -> None:
         """Put a failed run's days back at the head of its lane, one run per day, so that one
         bad day cannot hold back the others of its batch."""
-        singles = [(d,) for d in sorted(batch, reverse=order == "newest_first")]
-        self.lanes.setdefault(store_id, [])[:0] = singles
+        self.put_back(store_id, [(d,) for d in sorted(batch, reverse=order == "newest_first")])
+
+    def put_back(self, store_id: str, batches: Iterable[Batch]) -> None:
+        """Put batches back at the head of the store's lane, in the order given."""
+        self.lanes.setdefault(store_id, [])[:0] = list(batches)
 
     @property
     def done(self) -> bool:

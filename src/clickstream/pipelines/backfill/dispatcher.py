@@ -1,13 +1,10 @@
-"""Lane dispatch of child runs: claim under the ledger's per-store lock, create, poll, retry,
-time out and cancel; one run per store, max_parallel overall.
-"""
+"""Lane dispatch of child runs: claim, create, poll, retry, time out and cancel them."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
 from uuid import UUID
 
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -25,17 +22,13 @@ from clickstream.core.child_runs import (
     child_run_name,
     child_tags,
     idempotency_key,
-    next_attempt,
 )
-from clickstream.core.lanes import LaneScheduler, build_lanes, group_runs
+from clickstream.core.claim import ClaimDecision, KnownRuns, decide_claim, submit_attempt
+from clickstream.core.lanes import LaneScheduler, build_lanes
 from clickstream.core.requests import ResolvedRequest
 from clickstream.core.states import POLICY_STATES, Batch, PartitionKey, PartitionState
 from clickstream.names import DBT_FLOW_NAME
 from clickstream.pipelines.backfill.snapshot import Snapshot
-
-# Another orchestrator claims days and creates their run a moment later; a claim with no run
-# after this long belongs to an orchestrator that died in between, and is taken over.
-CLAIM_WITHOUT_RUN_TIMEOUT = timedelta(seconds=60)
 
 
 @dataclass
@@ -60,7 +53,8 @@ class InFlight:
 
 
 class Dispatcher:
-    """Lane-based dispatch of child runs; see the module docstring."""
+    """Lane-based dispatch of child runs: one run per store, max_parallel overall. Days are
+    claimed under the ledger's per-store lock (core.claim decides), then their run created."""
 
     def __init__(
         self,
@@ -90,7 +84,6 @@ class Dispatcher:
         chosen = set(selected)
         self.planned = list(selected) + [k for k in snapshot.in_flight_runs if k not in chosen]
         self.progress_id: UUID | None = None
-        self.max_in_flight_seen = 0
         self.child_runs = 0
         self.ended_runs: set[str] = set()
         self.run_ended: dict[str, bool | None] = {}  # see _look_up_runs
@@ -125,25 +118,23 @@ class Dispatcher:
         for run_id, keys in runs.items():
             sid = keys[0][0]
             days = tuple(sorted(k[1] for k in keys))
-            self.scheduler.occupy(sid, run_id)
-            self.in_flight[run_id] = InFlight(sid, days, None, time.monotonic())
+            self._wait_for(sid, run_id, days)
             self.logger.info("adopting in-flight run %s for %s %s", run_id, sid, batch_label(days))
 
-    def _attempt_for(self, key: PartitionKey, disp: ledger.DispatchRecord | None) -> int:
-        """The attempt to dispatch ``key`` with, given its latest dispatch in the ledger."""
-        if key in self.attempts_used:  # dispatched by this run: its run exists
-            return next_attempt(self.latest_attempt[key], True)
-        if disp is None:
-            return next_attempt(None, False)
-        # A dispatch from the ledger may have no run: the orchestrator that wrote it died
-        # before creating it. Then the same attempt (the same key) is used again. A run not
-        # looked up (it appeared after _look_up_runs) is taken to exist: at worst an attempt
-        # number is skipped, never a key reused for a run that ended.
-        run_id = disp.flow_run_id
-        exists = run_id is not None and (
-            run_id in self.snapshot.known_runs or self.run_ended.get(run_id, True) is not None
+    def _wait_for(self, sid: str, run_id: str, days: Batch, attempt: int | None = None) -> None:
+        """Occupy the store's lane with a run in flight (ours, or one adopted)."""
+        self.scheduler.occupy(sid, run_id)
+        self.in_flight[run_id] = InFlight(sid, days, attempt, time.monotonic())
+
+    def _known_runs(self) -> KnownRuns:
+        """What this orchestrator knows of runs right now (its own collections, not copies)."""
+        return KnownRuns(
+            in_flight=self.in_flight,
+            ended_here=self.ended_runs,
+            known_at_plan=self.snapshot.known_runs,
+            active_at_plan=self.snapshot.active_runs,
+            looked_up=self.run_ended,
         )
-        return next_attempt(disp.attempt, exists)
 
     async def _look_up_runs(self, sid: str, batch: Batch) -> None:
         """Read (through the API, outside any ledger lock) the runs the ledger's latest
@@ -151,14 +142,7 @@ class Dispatcher:
         each exists, and whether it has ended. ``run_ended`` maps a run to True (ended),
         False (live when read) or None (no such run)."""
         dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1])
-        ids = {
-            d.flow_run_id
-            for d in dispatches.values()
-            if d.flow_run_id
-            and d.flow_run_id not in self.in_flight
-            and d.flow_run_id not in self.ended_runs
-            and not self.run_ended.get(d.flow_run_id)
-        }
+        ids = self._known_runs().to_look_up(dispatches)
         if not ids:
             return
         runs = await with_api_retries(
@@ -179,11 +163,22 @@ class Dispatcher:
             with ledger.dispatch_claim(sid) as conn:
                 dispatches = ledger.read_latest_dispatches([sid], batch[0], batch[-1], conn=conn)
                 builds = ledger.read_builds([sid], batch[0], batch[-1], conn=conn)
-                mine = self._claim(sid, batch, dispatches, builds)
+                known = self._known_runs()
+                decision = decide_claim(
+                    sid,
+                    batch,
+                    dispatches,
+                    builds,
+                    orchestrator_run_id=self.orchestrator_run_id,
+                    planned_at=self.snapshot.taken_at,
+                    now=ledger.utcnow(),
+                    runs=known,
+                )
+                self._apply(sid, decision)
+                mine = decision.submit
                 if not mine:
                     continue
-                keys = [(sid, ds) for ds in mine]
-                attempt = max(self._attempt_for(k, dispatches.get(k)) for k in keys)
+                attempt = submit_attempt(sid, mine, dispatches, self.latest_attempt, known)
                 records = [
                     ledger.DispatchRecord(
                         store_id=sid,
@@ -221,74 +216,23 @@ class Dispatcher:
         for ds in batch:
             self.latest_attempt[(sid, ds)] = attempt
             self.attempts_used[(sid, ds)] = self.attempts_used.get((sid, ds), 0) + 1
-        self.scheduler.occupy(sid, run_id)
-        self.in_flight[run_id] = InFlight(sid, batch, attempt, time.monotonic())
+        self._wait_for(sid, run_id, batch, attempt)
         self.child_runs += 1
-        self.max_in_flight_seen = max(self.max_in_flight_seen, len(self.in_flight))
         self.logger.info(
             "dispatched %s %s attempt %s -> %s", sid, batch_label(batch), attempt, run.name
         )
 
-    def _ended(self, run_id: str) -> bool:
-        """The run is known to have ended (or never existed): this orchestrator saw it end,
-        it ended before this backfill planned (it recorded a build and was not active then),
-        or a look-up found it ended."""
-        if run_id in self.ended_runs:
-            return True
-        if run_id in self.snapshot.known_runs and run_id not in self.snapshot.active_runs:
-            return True
-        return self.run_ended.get(run_id, False) is not False
-
-    def _claim(
-        self,
-        sid: str,
-        batch: Batch,
-        dispatches: dict[PartitionKey, ledger.DispatchRecord],
-        builds: dict[PartitionKey, ledger.BuildRecord],
-    ) -> Batch | None:
-        """The days of ``batch`` still ours to build, from the ledger as it is right now.
-
-        Another trigger (a second backfill, the nightly catch-up) may have dispatched or built
-        some of these days since this orchestrator planned: those are adopted (we wait for
-        that run) or counted as built, never built again. Idempotency keys alone cannot catch
-        this once runs cover different sets of days. A day another trigger has just claimed
-        but not yet created a run for is tried again on the next round. What is left is
-        submitted as one run if it is still consecutive; other pieces go back to the head of
-        the lane.
-        """
-        planned_at = self.snapshot.taken_at
-        now = ledger.utcnow()
-        mine: list[date] = []
-        later: list[date] = []
-        theirs: dict[str, list[date]] = {}
-        for ds in batch:
-            disp = dispatches.get((sid, ds))
-            build = builds.get((sid, ds))
-            other = disp is not None and disp.orchestrator_run_id != self.orchestrator_run_id
-            run_id = disp.flow_run_id if disp is not None else None
-            if other and run_id and not self._ended(run_id):
-                # Another trigger's run of this day that may still be going, whenever it
-                # was dispatched (also just before this backfill planned, too late for the
-                # plan to see its run): wait for it rather than build the day again.
-                theirs.setdefault(run_id, []).append(ds)
-            elif other and not run_id and now - disp.submitted_at < CLAIM_WITHOUT_RUN_TIMEOUT:
-                later.append(ds)  # its run is being created right now
-            elif (
-                build is not None
-                and build.status == "completed"
-                and build.started_at is not None
-                and build.started_at >= planned_at
-                and build.flow_run_id not in self.in_flight
-            ):
-                self.results[(sid, ds)] = PartitionResult(
-                    state="completed",
-                    flow_run_id=build.flow_run_id,
-                    message="built by another run after this backfill was planned",
-                    run_days=batch_label((ds,)),
-                )
-            else:
-                mine.append(ds)
-        for run_id, days in theirs.items():
+    def _apply(self, sid: str, decision: ClaimDecision) -> None:
+        """Carry out a claim decision, all but its submission: count the days another run
+        built, wait for the runs adopted, put the pieces not submitted back in the lane."""
+        for ds, run_id in decision.counted.items():
+            self.results[(sid, ds)] = PartitionResult(
+                state="completed",
+                flow_run_id=run_id,
+                message="built by another run after this backfill was planned",
+                run_days=batch_label((ds,)),
+            )
+        for run_id, days in decision.adopt.items():
             self.logger.info(
                 "%s %s: dispatched by another trigger since this backfill was planned; "
                 "adopting run %s",
@@ -296,17 +240,9 @@ class Dispatcher:
                 batch_label(days),
                 run_id,
             )
-            self.scheduler.occupy(sid, run_id)
-            self.in_flight[run_id] = InFlight(sid, tuple(days), None, time.monotonic())
-        pieces = group_runs(mine, "oldest_first", len(batch)) if mine else []
-        pieces += [(ds,) for ds in later]
-        if theirs or later or len(pieces) > 1:
-            # The lane is busy with an adopted run, waits for another trigger's run to
-            # appear, or its days no longer form one run: what is not submitted now goes back.
-            submit = pieces[0] if mine and not theirs else None
-            self.scheduler.lanes.setdefault(sid, [])[:0] = [p for p in pieces if p != submit]
-            return submit
-        return pieces[0] if pieces else None
+            self._wait_for(sid, run_id, days)
+        if decision.back_to_lane:
+            self.scheduler.put_back(sid, decision.back_to_lane)
 
     async def _finish(self, run_id: str, run: FlowRun) -> None:
         flying = self.in_flight.pop(run_id)

@@ -66,8 +66,8 @@ async def take_snapshot(
     builds = ledger.read_build_summaries(store_ids, start, end)
     # In flight: every non-terminal run of the store flow, whoever created it, by the days its
     # parameters name (a dispatched child names its days too). The dispatch history is read
-    # per run right before dispatching (Dispatcher._claim), not here: for a large backfill it
-    # is as big as the ledger and planning needs none of it.
+    # per run right before dispatching (Dispatcher._submit_ready; core.claim decides), not
+    # here: for a large backfill it is as big as the ledger and planning needs none of it.
     active = await with_api_retries(
         lambda: read_active_store_runs(client), what="reading active store runs"
     )
