@@ -106,14 +106,16 @@ def decide_claim(
     for ds in batch:
         disp = dispatches.get((store_id, ds))
         build = builds.get((store_id, ds))
-        other = disp is not None and disp.orchestrator_run_id != orchestrator_run_id
+        other = (
+            disp if disp is not None and disp.orchestrator_run_id != orchestrator_run_id else None
+        )
         run_id = disp.flow_run_id if disp is not None else None
         if other and run_id and not runs.ended(run_id):
             # Another trigger's run of this day that may still be going, whenever it was
             # dispatched (also just before this backfill planned, too late for the plan to
             # see its run): wait for it rather than build the day again.
             theirs.setdefault(run_id, []).append(ds)
-        elif other and not run_id and now - disp.submitted_at < CLAIM_WITHOUT_RUN_TIMEOUT:
+        elif other and not run_id and now - other.submitted_at < CLAIM_WITHOUT_RUN_TIMEOUT:
             later.append(ds)  # its run is being created right now
         elif (
             build is not None
