@@ -185,7 +185,12 @@ class Stack:
         self._spawn(
             "server",
             [
-                _bin("prefect"),
+                # `prefect server start` with SQLite transactions that take the write lock
+                # first (BEGIN IMMEDIATE): without it trigger evaluation and worker
+                # heartbeats fail with "database is locked" (see clickstream.prefect_server).
+                sys.executable,
+                "-m",
+                "clickstream.prefect_server",
                 "server",
                 "start",
                 "--host",
