@@ -191,3 +191,31 @@ def test_report_names_file_line_and_exception():
     assert "1 ERROR traceback(s)" in text and "server.log:2" in text
     assert "database is locked" in text and "log_allowlist.py" in text
     assert "no ERROR tracebacks" in logwatch.report([])
+
+
+CANCELLED_ASYNC_RUN = """\
+22:22:29.926 | ERROR   | Flow run 'acrid-turtle' - Finished in state Running()
+22:22:29.937 | ERROR   | asyncio - unhandled exception during asyncio.run() shutdown
+task: <Task finished name='Task-11' coro=<run_flow_async() done> exception=TerminationSignal(15)>
+Traceback (most recent call last):
+  File "/x/prefect/utilities/engine/__init__.py", line 99, in _prefect_sigterm_handler
+    raise TerminationSignal(signal=sig_num)
+prefect.exceptions.TerminationSignal
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/x/prefect/flow_engine.py", line 1997, in initialize_run
+    raise TerminationSignal(signal.SIGTERM) from exc
+prefect.exceptions.TerminationSignal: 15
+22:22:29.950 | INFO    | prefect.engine - Execution of flow run '4854' was terminated.
+"""
+
+
+def test_a_cancelled_async_run_is_allowed_in_a_worker_log_only():
+    (f,) = scan_text(CANCELLED_ASYNC_RUN, "/s/logs/worker-1.log")
+    assert (f.line, f.source) == (2, "prefect")
+    assert f.exception == "prefect.exceptions.TerminationSignal: 15"
+    assert logwatch.allowed(f)
+    (in_server_log,) = scan_text(CANCELLED_ASYNC_RUN, "/s/logs/server.log")
+    assert not logwatch.allowed(in_server_log)

@@ -6,7 +6,7 @@ comment above it). ``source`` scopes it: ``"flow-run"`` entries match only trace
 flow run's or task run's own logger printed (``Flow run '...' - ...``), never the server's
 or the worker's; ``"prefect"`` entries match the rest and need the strongest reason.
 ``record`` and ``exception`` are regexes searched in the ERROR line and in the exception
-line; every one given must match.
+line, ``file`` one matched against the log file's name; every one given must match.
 
 Keep it short: a traceback nobody can explain is a defect to fix, not an entry.
 """
@@ -34,5 +34,20 @@ ALLOW: list[Allow] = [
         source="flow-run",
         record=FLOW_RUN_FAILURE_RECORD,
         exception=r"^clickstream\.dbt_run\.DbtBuildError: dbt build failed: ",
+        file=r"worker-\d+\.log",
+    ),
+    # Prefect cancelling an async flow run (the orchestrator: cancelled by an operator, or by
+    # the tests on purpose). The worker sends SIGTERM to the run's process; Prefect's SIGTERM
+    # handler (prefect/utilities/engine) raises TerminationSignal inside the flow's event
+    # loop, and asyncio logs it while asyncio.run() shuts down. The run ends Cancelled as
+    # asked and its children are cancelled (tests/test_e2e_faults.py checks both). Only the
+    # flow-run process raises TerminationSignal, and only its output reaches a worker log.
+    Allow(
+        reason="an async flow run's process ending on Prefect's SIGTERM when it is cancelled",
+        source="prefect",
+        record=r"^\d\d:\d\d:\d\d\.\d{3} \| ERROR +\| asyncio - "
+        r"unhandled exception during asyncio\.run\(\) shutdown$",
+        exception=r"^prefect\.exceptions\.TerminationSignal: 15$",
+        file=r"worker-\d+\.log",
     ),
 ]

@@ -76,12 +76,14 @@ class Finding:
 class Allow:
     """One allow-list entry: ``reason`` says why; ``source`` is the source it applies to
     (``"flow-run"`` or ``"prefect"``); ``record`` and ``exception`` are regexes searched in
-    the finding's record and exception lines (every one given must match)."""
+    the finding's record and exception lines, ``file`` one matched against the log file's
+    name (every one given must match)."""
 
     reason: str
     source: str
     record: str | None = None
     exception: str | None = None
+    file: str | None = None
 
     def __post_init__(self) -> None:
         if not self.reason.strip():
@@ -93,6 +95,8 @@ class Allow:
 
     def matches(self, f: Finding) -> bool:
         if f.source != self.source:
+            return False
+        if self.file is not None and not re.fullmatch(self.file, Path(f.file).name):
             return False
         if self.record is not None and not re.search(self.record, f.record):
             return False
