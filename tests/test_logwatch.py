@@ -66,10 +66,14 @@ def test_bare_traceback_is_a_finding():
     assert (f.line, f.record, f.exception, f.source) == (11, "", "KeyError: 'a'", "prefect")
 
 
-def test_traceback_after_a_warning_is_still_a_finding():
-    text = '12:00:00.000 | WARNING | prefect.worker - retrying\nTraceback (most recent call last):\n  File "x"\nOSError: boom\n'
-    (f,) = scan_text(text)
-    assert f.record == "" and f.exception == "OSError: boom"
+def test_a_warning_with_its_traceback_is_not_a_finding_but_a_later_traceback_is():
+    warning = "12:00:00.000 | WARNING | prefect.FlowRunCancellingObserver - websocket failed\n"
+    tb = 'Traceback (most recent call last):\n  File "x"\nOSError: boom\n'
+    assert scan_text(warning + tb) == []
+    # Printed well after the warning (here after a thread's header and other output): bare.
+    later = warning + "some output\nmore output\nException in thread t:\n" + tb
+    (f,) = scan_text(later)
+    assert (f.line, f.record, f.exception) == (5, "", "OSError: boom")
 
 
 def test_error_line_without_traceback_is_not_a_finding():
@@ -219,3 +223,32 @@ def test_a_cancelled_async_run_is_allowed_in_a_worker_log_only():
     assert logwatch.allowed(f)
     (in_server_log,) = scan_text(CANCELLED_ASYNC_RUN, "/s/logs/server.log")
     assert not logwatch.allowed(in_server_log)
+
+
+def _one(record: str, exception: str, file: str = "/s/logs/worker-1.log") -> Finding:
+    text = f'{record}\nTraceback (most recent call last):\n  File "x", line 1\n{exception}\n'
+    (f,) = scan_text(text, file)
+    return f
+
+
+def test_a_flow_runs_own_timeout_is_allowed_and_nothing_like_it():
+    record = "22:27:48.298 | ERROR   | Flow run 'illegal-wasp' - Engine execution exited with unexpected exception"
+    timeout = "prefect.flow_engine.FlowRunTimeoutError: Scope timed out after 60.0 second(s)."
+    assert logwatch.allowed(_one(record, timeout))
+    assert not logwatch.allowed(_one(record, "TimeoutError: the warehouse did not answer"))
+    machinery = record.replace("Flow run 'illegal-wasp'", "prefect.flow_runs.worker")
+    assert not logwatch.allowed(_one(machinery, timeout))
+
+
+def test_the_observer_callback_bug_is_allowed_in_worker_logs_only():
+    record = (
+        "22:24:45.860 | ERROR   | asyncio - Exception in callback "
+        "FlowRunSuspendingObserver._handle_polling_task_done(<Task cancell...rvices.py:21>>)"
+    )
+    assert logwatch.allowed(_one(record, "asyncio.exceptions.CancelledError"))
+    assert not logwatch.allowed(
+        _one(record, "asyncio.exceptions.CancelledError", "/s/logs/server.log")
+    )
+    assert not logwatch.allowed(_one(record, "KeyError: 'x'"))
+    other = record.replace("FlowRunSuspendingObserver._handle_polling_task_done", "Server.serve")
+    assert not logwatch.allowed(_one(other, "asyncio.exceptions.CancelledError"))

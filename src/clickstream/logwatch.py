@@ -13,8 +13,12 @@ What is a finding (see the README's "Tests" section):
   or uvicorn's ``ERROR:    msg``) followed by a ``Traceback (most recent call last):``
   block: the finding names the file, the line of the record, the record and the last
   exception line of the block (after chained exceptions, the one that ended it);
-* any bare Python traceback: a traceback block no log record introduces, or one after a
-  record below ERROR (a warning with a traceback is still a traceback).
+* any bare Python traceback: a traceback block no log record introduces (none on the
+  ``ATTACHED_LINES`` lines before it; e.g. a thread's or a process's uncaught exception).
+
+A traceback attached to a record below ERROR is that record's ``exc_info``: Prefect decided
+the condition is handled (e.g. ``WARNING ... websocket failed ... Switching to polling
+mode`` while the server restarts), so it is not a finding.
 
 Where it came from: ``source`` is ``"flow-run"`` when the record is a flow run's or task
 run's own logger (Prefect formats those as ``Flow run 'name' - ...`` / ``Task run 'name' -
@@ -56,6 +60,9 @@ CHAIN = (
 # A flow run's or task run's own logger, as Prefect formats it.
 RUN_LOGGER = re.compile(r"^(?:Flow|Task) run '")
 ERROR_LEVELS = ("ERROR", "CRITICAL")
+# A record's traceback starts at most this many lines after it (asyncio puts a "task: ..." or
+# "handle: ..." line between); further away it is a bare traceback.
+ATTACHED_LINES = 3
 
 
 @dataclass(frozen=True)
@@ -166,12 +173,15 @@ def scan_text(text: str, file: str = "<text>", first_line: int = 1) -> list[Find
         while block and not block[-1].strip():
             block.pop()
         exception = _exception_line(block)
-        if last_record is not None and last_record[2] in ERROR_LEVELS:
+        attached = last_record is not None and (
+            first_line + start - last_record[0] <= ATTACHED_LINES
+        )
+        if attached and last_record[2] in ERROR_LEVELS:
             rec_line, rec_text, _ = last_record
             rest = (RECORD.match(rec_text) or UVICORN_RECORD.match(rec_text)).group("rest")
             source = "flow-run" if RUN_LOGGER.match(rest) else "prefect"
             findings.append(Finding(file, rec_line, rec_text, exception, source))
-        else:
+        elif not attached:
             findings.append(Finding(file, first_line + start, "", exception, "prefect"))
         last_record = None  # one traceback per record
     return findings
