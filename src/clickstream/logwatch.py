@@ -140,8 +140,8 @@ def scan_text(text: str, file: str = "<text>", first_line: int = 1) -> list[Find
             i += 1
             continue
         if not TRACEBACK_START.match(line):
-            # Any other unindented text ends the record's own lines (its message may
-            # continue on indented or wrapped lines).
+            # Other text (a record's continuation lines, dbt's or a launcher's output) is
+            # skipped; a traceback counts as a record's only within ATTACHED_LINES of it.
             i += 1
             continue
         start = i
