@@ -52,7 +52,7 @@ from bench.analysis import (
     max_overlap,
     overhead_breakdown,
 )
-from clickstream import ledger
+from clickstream import ledger, logwatch
 from clickstream.deployments import DBT_FLOW_NAME, deployment_full_name, orchestrator_full_name
 from clickstream.registry import Store
 from clickstream.scratch import TIMEZONES, make_project
@@ -107,6 +107,10 @@ class StrategyRun:
         """makespan / (sum of dbt node execution time / G)."""
         ideal = self.node_seconds / global_limit
         return self.makespan / ideal if ideal else float("nan")
+
+
+# Every log-watch finding of every bench stack this process ran (bench.run / bench.load).
+LOG_FINDINGS: list[logwatch.Finding] = []
 
 
 class BenchStack:
@@ -165,6 +169,11 @@ class BenchStack:
 
     def down(self) -> None:
         self.stack.down()
+        # The log watch: an ERROR traceback in the server's or workers' logs fails the
+        # benchmark (bench.run and bench.load exit non-zero) after the stack is gone.
+        findings = self.stack.log_findings()
+        print(logwatch.report(findings), flush=True)
+        LOG_FINDINGS.extend(findings)
 
     def reset(self) -> None:
         """Forget every build: the next strategy builds from nothing (runs stay: see above)."""

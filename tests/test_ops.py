@@ -138,6 +138,7 @@ def test_bootstrap_automation_and_unstick_against_real_server(tmp_path):
     from prefect.states import Pending, Running
 
     from clickstream.stack import Stack, StackConfig, client_env, free_port
+    from tests.e2e_stack import assert_logs_clean
 
     cfg = StackConfig(state_dir=tmp_path / "state", port=free_port(), workers=0, scheduler=False)
     stack = Stack(cfg)
@@ -214,3 +215,4 @@ def test_bootstrap_automation_and_unstick_against_real_server(tmp_path):
         assert code == 0 and str(b_id) in out and "Pending" in out, out
     finally:
         stack.down()
+    assert_logs_clean(stack)

@@ -17,7 +17,7 @@ import pytest
 
 from clickstream.deployments import WORK_POOL
 from clickstream.stack import Stack, StackConfig, client_env, free_port
-from tests.e2e_stack import E2EStack, read_run, wait_for
+from tests.e2e_stack import E2EStack, assert_logs_clean, read_run, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +133,4 @@ def test_a_sigkilled_warm_run_is_crashed_by_the_worker_at_once(tmp_path):
         assert re.search(r"status code:? -9\b", crashed.state.message or ""), crashed.state.message
     finally:
         stack.down()
+    assert_logs_clean(stack)
