@@ -28,9 +28,10 @@ from pathlib import Path
 from uuid import UUID
 
 from bench.analysis import max_overlap
-from bench.makespan import bench_stack, read_child_runs, run_days
+from bench.makespan import LOG_FINDINGS, bench_stack, read_child_runs, run_days
 from clickstream.adapters import ledger
 from clickstream.core.states import OVERSUBSCRIBE
+from clickstream.local import logwatch
 from clickstream.local.scratch import synthetic_stores
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -261,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     end = START.fromordinal(START.toordinal() + args.days - 1)
+    LOG_FINDINGS.clear()
     result = run(args.stores, START, end, args.events_per_day)
     update_results(args.results, render(result, "`make load`"))
     print(f"load section written to {args.results}")
+    if LOG_FINDINGS:
+        print(logwatch.report(LOG_FINDINGS), file=sys.stderr)
+        return 1
     return 0 if result.ok else 1
 
 

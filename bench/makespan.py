@@ -55,6 +55,7 @@ from bench.analysis import (
 from clickstream.adapters import ledger
 from clickstream.core.stores import Store
 from clickstream.deploy.prefect_yaml import deployment_full_name
+from clickstream.local import logwatch
 from clickstream.local.scratch import TIMEZONES, make_project
 from clickstream.local.stack import Stack, StackConfig, client_env, free_port
 from clickstream.names import DBT_FLOW_NAME, orchestrator_full_name
@@ -108,6 +109,10 @@ class StrategyRun:
         """makespan / (sum of dbt node execution time / G)."""
         ideal = self.node_seconds / global_limit
         return self.makespan / ideal if ideal else float("nan")
+
+
+# Every log-watch finding of every bench stack this process ran (bench.run / bench.load).
+LOG_FINDINGS: list[logwatch.Finding] = []
 
 
 class BenchStack:
@@ -166,6 +171,11 @@ class BenchStack:
 
     def down(self) -> None:
         self.stack.down()
+        # The log watch: an ERROR traceback in the server's or workers' logs fails the
+        # benchmark (bench.run and bench.load exit non-zero) after the stack is gone.
+        findings = self.stack.log_findings()
+        print(logwatch.report(findings), flush=True)
+        LOG_FINDINGS.extend(findings)
 
     def reset(self) -> None:
         """Forget every build: the next strategy builds from nothing (runs stay: see above)."""

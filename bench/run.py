@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import gantt, incremental, load, makespan, planner
 from bench.analysis import overhead_breakdown
+from clickstream.local import logwatch
 
 BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "RESULTS.md"
@@ -661,6 +662,7 @@ def main(smoke: bool = False, results: Path = RESULTS, **overrides) -> int:
     out_dir = results.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    makespan.LOG_FINDINGS.clear()  # what this run's stacks log, nothing earlier
 
     def lap(what: str) -> None:
         print(f"{what} ({(time.monotonic() - t0) / 60:.1f} min since the start)", flush=True)
@@ -704,10 +706,14 @@ def main(smoke: bool = False, results: Path = RESULTS, **overrides) -> int:
     text = render(p, mk, incr, plan, ld, pngs, time.monotonic() - t0)
     results.write_text(text, encoding="utf-8")
     print(text)
+    code = 0
     if ld is not None and not ld.ok:
         print("load invariants violated: " + "; ".join(ld.violations), file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    if makespan.LOG_FINDINGS:
+        print(logwatch.report(makespan.LOG_FINDINGS), file=sys.stderr)
+        code = 1
+    return code
 
 
 if __name__ == "__main__":

@@ -602,7 +602,7 @@ def test_a_lost_server_makes_the_launcher_fail_not_succeed(start_warm):
 def test_the_preload_list_leaves_one_os_thread():
     code = (
         "import os, json\n"
-        "from clickstream import warm\n"
+        "from clickstream.warm import server as warm\n"
         "loaded = warm.preload(warm.PRELOAD)\n"
         "print(json.dumps({'loaded': loaded, 'threads': len(os.listdir('/proc/self/task'))}))\n"
     )
@@ -722,10 +722,10 @@ def test_warming_dbt_leaves_the_server_able_to_fork():
     lasting thread during a parse fails this test instead of making every run start cold)."""
     script = (
         "import json, tempfile, os\n"
-        "from clickstream import paths, warm\n"
+        "from clickstream import settings\nfrom clickstream.warm import server as warm\n"
         "warm.preload()\n"
         "before = set(os.listdir(tempfile.gettempdir()))\n"
-        "msg = warm.warm_dbt(paths.dbt_project_dir())\n"
+        "msg = warm.warm_dbt(settings.dbt_project_dir())\n"
         "left = sorted(n for n in set(os.listdir(tempfile.gettempdir())) - before\n"
         "              if n.startswith('clickstream-warm-dbt-'))\n"
         "print(json.dumps({'msg': msg, 'threads': warm.thread_count(), 'left': left}))\n"

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+from clickstream.local import logwatch
 from clickstream.local.stack import Stack, StackConfig, client_env, free_port
 
 BIN = Path(sys.executable).parent
@@ -92,9 +93,19 @@ class E2EStack:
         loop.call_soon_threadsafe(loop.stop)
 
     def down(self) -> None:
-        """Stop the stack by PID (and this test process's API client)."""
+        """Stop the stack by PID (and this test process's API client), then fail if its
+        Prefect logs show an ERROR traceback the allow-list does not cover."""
         self.close_api()
         self.stack.down()
+        assert_logs_clean(self.stack)
+
+
+def assert_logs_clean(stack: Stack) -> None:
+    """Fail naming file, line and exception of every ERROR traceback the stack's server,
+    workers and warm servers logged during its life (``clickstream.local.logwatch``)."""
+    findings = stack.log_findings()
+    if findings:
+        raise AssertionError(logwatch.report(findings))
 
 
 def start_e2e_stack(

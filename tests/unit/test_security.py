@@ -259,8 +259,9 @@ def test_server_and_workers_bind_and_talk_to_loopback_only(fake_spawn, request):
         sockets.append(argv[3])
     assert sorted(env["CLICKSTREAM_WARM_SOCKET"] for _, env in workers) == sorted(sockets)
 
-    # The server: --host 127.0.0.1 on the command line and in its settings.
-    assert server_argv[1:3] == ["server", "start"]
+    # The server (`prefect server start` through clickstream.local.prefect_server's SQLite fix):
+    # --host 127.0.0.1 on the command line and in its settings.
+    assert server_argv[1:5] == ["-m", "clickstream.local.prefect_server", "server", "start"]
     assert server_argv[server_argv.index("--host") + 1] == LOOPBACK
     assert server_argv[server_argv.index("--port") + 1] == str(cfg.port)
     assert server_env["PREFECT_SERVER_API_HOST"] == LOOPBACK

@@ -2,7 +2,8 @@
 
 Lands two weeks of synthetic events for every example store, backfills them through the
 deployed orchestrator (the same path as the UI and the nightly schedule), seven days per
-child run, prints the grid and leaves the stack up for exploring.
+child run, prints the grid, checks Prefect's own logs for ERROR tracebacks
+(``clickstream.local.logwatch``: non-zero exit if any) and leaves the stack up for exploring.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from rich.console import Console
 
 from clickstream.core.stores import load_registry
 from clickstream.core.windows import local_today
+from clickstream.local import logwatch
+from clickstream.local.stack import Stack, StackConfig
 from clickstream.local.synthetic import generate
 
 
@@ -47,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_URL
 
     ui = (PREFECT_API_URL.value() or "").removesuffix("/api")
+    # The log watch: Prefect's own server and worker logs of this stack life.
+    findings = Stack(StackConfig()).log_findings()
+    console.rule("log watch: Prefect server and worker logs")
+    console.print(logwatch.report(findings), markup=False, highlight=False, soft_wrap=True)
+    if findings:
+        console.print(
+            "The demo's backfill may have completed, but Prefect logged ERROR tracebacks: "
+            "that is a defect to fix, so the demo exits non-zero.",
+            style="bold red",
+        )
+        code = code or 1
     console.rule("demo done" if code == 0 else "demo finished with failures")
     console.print(f"Prefect UI: {ui}  (deployments, the backfill run, its grid artifact)")
     console.print(f"Status again: clickstream status --start {start} --end {end}")

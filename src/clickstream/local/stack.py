@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clickstream import settings
+from clickstream.local import logwatch
 from clickstream.names import WORK_POOL
 
 PROFILES = ("sqlite", "postgres")
@@ -151,6 +152,12 @@ class Stack:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
         self.cfg.stack_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
+        # The log watch reads only what this stack life wrote: the first process started
+        # while none of the stack's runs records every log's size, a later one (a restart)
+        # its own log's if not recorded yet.
+        if not any(process_alive(pid) for pid in self.pids().values()):
+            logwatch.start_life(self.cfg.stack_dir, self.logs)
+        logwatch.mark(self.cfg.stack_dir, self.logs / f"{name}.log")
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - child keeps the fd
         full_env = {**os.environ, **env, **self.cfg.extra_env}
         proc = subprocess.Popen(
@@ -187,7 +194,12 @@ class Stack:
         self._spawn(
             "server",
             [
-                _bin("prefect"),
+                # `prefect server start` with SQLite transactions that take the write lock
+                # first (BEGIN IMMEDIATE): without it trigger evaluation and worker
+                # heartbeats fail with "database is locked" (see clickstream.local.prefect_server).
+                sys.executable,
+                "-m",
+                "clickstream.local.prefect_server",
                 "server",
                 "start",
                 "--host",
@@ -317,6 +329,11 @@ class Stack:
         self._pidfile(name).unlink(missing_ok=True)
         if name.startswith("warm-") and name[5:].isdigit():
             self._remove_warm_dir(int(name[5:]))
+
+    def log_findings(self) -> list[logwatch.Finding]:
+        """ERROR tracebacks this stack life's server, workers and warm servers logged that
+        the allow-list does not cover (``clickstream.local.logwatch``)."""
+        return logwatch.scan_logs(self.cfg.stack_dir, self.logs)
 
     def down(self) -> list[str]:
         stopped = []

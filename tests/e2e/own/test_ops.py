@@ -47,6 +47,7 @@ def test_bootstrap_automation_and_unstick_against_real_server(tmp_path):
     from prefect.states import Pending, Running
 
     from clickstream.local.stack import Stack, StackConfig, client_env, free_port
+    from tests.support.stack import assert_logs_clean
 
     cfg = StackConfig(state_dir=tmp_path / "state", port=free_port(), workers=0, scheduler=False)
     stack = Stack(cfg)
@@ -123,3 +124,4 @@ def test_bootstrap_automation_and_unstick_against_real_server(tmp_path):
         assert code == 0 and str(b_id) in out and "Pending" in out, out
     finally:
         stack.down()
+    assert_logs_clean(stack)

@@ -49,10 +49,12 @@ def pg_stack(tmp_path_factory):
         generate(handle, today - timedelta(days=6), today + timedelta(days=1))
         yield handle, env
     finally:
-        if handle is not None:
-            handle.down()
-        drop_database(warehouse_db)
-        drop_database(prefect_db)
+        try:
+            if handle is not None:
+                handle.down()  # fails the module if the stack's logs show a traceback
+        finally:
+            drop_database(warehouse_db)
+            drop_database(prefect_db)
 
 
 def test_server_really_runs_on_postgres(pg_stack):

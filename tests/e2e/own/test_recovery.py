@@ -76,7 +76,7 @@ def deployment_paused(handle, name: str) -> bool:
 def test_worker_killed_mid_dbt_then_everything_recovers(rec):
     """The worker's machine dies mid-dbt: worker, orchestrator and child all SIGKILLed.
 
-    The zombie automation marks both runs Crashed, the worker restarts, resubmitting the
+    The zombie automation marks both runs Crashed (while another backfill runs), the worker restarts, resubmitting the
     backfill completes the partition and resumes the schedule the dead run had paused, and
     no concurrency slot stays taken past its lease."""
     ds = date(2026, 10, 2)
@@ -106,6 +106,16 @@ def test_worker_killed_mid_dbt_then_everything_recovers(rec):
         wait_for(lambda pid=pids[name]: not process_alive(pid), timeout=30, what=f"{name} gone")
     rec.stack.start_worker(1)
     assert rec.stack.wait_warm(1)  # the machine is back: runs fork warm again
+    # Another backfill runs while the automation waits out the dead runs' heartbeats: on
+    # SQLite its events, logs and states are written while trigger evaluation writes its
+    # buckets (where "database is locked" used to come from). The automation must still
+    # fire, and the log watch at the module's end finds no traceback in the server log.
+    busy_day = date(2026, 10, 1)
+    busy = rec.cli(
+        "backfill", "--start", str(busy_day), "--end", str(busy_day),
+        "--stores", "au-sydney,in-mumbai", "--no-follow", check=True,
+    )  # fmt: skip
+    busy_parent = parent_run_id(busy.stdout)
 
     for run_id in (child.id, parent):
         crashed = wait_for(
@@ -115,6 +125,9 @@ def test_worker_killed_mid_dbt_then_everything_recovers(rec):
         )
         assert ZOMBIE_AUTOMATION_NAME in (crashed.state.message or "")
     assert deployment_paused(rec, store)  # left paused by the dead orchestrator
+    wait_for(lambda: read_run(rec, busy_parent).state.is_final(), timeout=420, what="busy run")
+    assert read_run(rec, busy_parent).state_type.value == "COMPLETED"
+    assert {r.state_type.value for r in runs_in(rec, busy_day, busy_day)} == {"COMPLETED"}
 
     again = rec.cli(*backfill)  # the operator (or the nightly catch-up) runs it again
     assert again.returncode == 0, again.stdout + again.stderr

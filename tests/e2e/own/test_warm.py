@@ -1,6 +1,6 @@
 """A warm-forked run killed by the OOM killer's signal is Crashed by the worker at once.
 
-A real Prefect server and process worker (with its warm server) from clickstream.stack,
+A real Prefect server and process worker (with its warm server) from clickstream.local.stack,
 serving a one-flow project in tmp_path whose run sleeps; no bootstrap, so no zombie
 automation exists: only the worker's own exit-status check can mark the run Crashed.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clickstream.local.stack import Stack, StackConfig, client_env, free_port
 from clickstream.names import WORK_POOL
-from tests.support.stack import E2EStack, read_run, wait_for
+from tests.support.stack import E2EStack, assert_logs_clean, read_run, wait_for
 
 PREFECT_YAML = f"""\
 name: warm-e2e
@@ -129,3 +129,4 @@ def test_a_sigkilled_warm_run_is_crashed_by_the_worker_at_once(tmp_path):
         assert re.search(r"status code:? -9\b", crashed.state.message or ""), crashed.state.message
     finally:
         stack.down()
+    assert_logs_clean(stack)
