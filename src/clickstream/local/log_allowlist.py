@@ -13,7 +13,49 @@ Keep it short: a traceback nobody can explain is a defect to fix, not an entry.
 
 from __future__ import annotations
 
-from clickstream.local.logwatch import Allow
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class _Finding(Protocol):
+    source: str
+    file: str
+    record: str
+    exception: str
+
+
+@dataclass(frozen=True)
+class Allow:
+    """One allow-list entry: ``reason`` says why; ``source`` is the source it applies to
+    (``"flow-run"`` or ``"prefect"``); ``record`` and ``exception`` are regexes searched in
+    the finding's record and exception lines, ``file`` one matched against the log file's
+    name (every one given must match)."""
+
+    reason: str
+    source: str
+    record: str | None = None
+    exception: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError("an allow-list entry needs its reason")
+        if self.source not in ("flow-run", "prefect"):
+            raise ValueError(f"allow-list source must be flow-run or prefect, not {self.source!r}")
+        if self.record is None and self.exception is None:
+            raise ValueError("an allow-list entry needs a record or an exception pattern")
+
+    def matches(self, f: _Finding) -> bool:
+        if f.source != self.source:
+            return False
+        if self.file is not None and not re.fullmatch(self.file, Path(f.file).name):
+            return False
+        if self.record is not None and not re.search(self.record, f.record):
+            return False
+        return self.exception is None or bool(re.search(self.exception, f.exception))
+
 
 # A flow run's own report of a failed partition. When a dbt build fails (bad data: the
 # tests add bad events on purpose; in production a real data error), the store flow raises

@@ -43,6 +43,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from clickstream.local.log_allowlist import ALLOW, Allow
+
 OFFSETS_FILE = "logwatch.json"
 
 # Prefect's console format: "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
@@ -77,37 +79,6 @@ class Finding:
         where = f"{self.file}:{self.line}"
         head = self.record or "(bare traceback)"
         return f"{where}: [{self.source}] {head}\n    -> {self.exception}"
-
-
-@dataclass(frozen=True)
-class Allow:
-    """One allow-list entry: ``reason`` says why; ``source`` is the source it applies to
-    (``"flow-run"`` or ``"prefect"``); ``record`` and ``exception`` are regexes searched in
-    the finding's record and exception lines, ``file`` one matched against the log file's
-    name (every one given must match)."""
-
-    reason: str
-    source: str
-    record: str | None = None
-    exception: str | None = None
-    file: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.reason.strip():
-            raise ValueError("an allow-list entry needs its reason")
-        if self.source not in ("flow-run", "prefect"):
-            raise ValueError(f"allow-list source must be flow-run or prefect, not {self.source!r}")
-        if self.record is None and self.exception is None:
-            raise ValueError("an allow-list entry needs a record or an exception pattern")
-
-    def matches(self, f: Finding) -> bool:
-        if f.source != self.source:
-            return False
-        if self.file is not None and not re.fullmatch(self.file, Path(f.file).name):
-            return False
-        if self.record is not None and not re.search(self.record, f.record):
-            return False
-        return self.exception is None or bool(re.search(self.exception, f.exception))
 
 
 def _strip(line: str) -> str:
@@ -201,7 +172,7 @@ def scan_file(path: Path, offset: int = 0) -> list[Finding]:
 
 def allowed(f: Finding, allow_list: list[Allow] | None = None) -> bool:
     if allow_list is None:
-        from clickstream.local.log_allowlist import ALLOW as allow_list
+        allow_list = ALLOW
     return any(a.matches(f) for a in allow_list)
 
 
@@ -263,7 +234,9 @@ def scan_logs(
     return out
 
 
-def report(findings: list[Finding], allow_module: str = "src/clickstream/local/log_allowlist.py") -> str:
+def report(
+    findings: list[Finding], allow_module: str = "src/clickstream/local/log_allowlist.py"
+) -> str:
     if not findings:
         return "log watch: no ERROR tracebacks in the Prefect server and worker logs"
     lines = [f"log watch: {len(findings)} ERROR traceback(s) in the Prefect logs:"]
