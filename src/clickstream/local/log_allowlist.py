@@ -79,7 +79,7 @@ ALLOW: list[Allow] = [
         file=r"worker-\d+\.log",
     ),
     # A flow run ended by its own timeout (CLICKSTREAM_DBT_RUN_TIMEOUT_SECONDS on the store
-    # flow; tests/test_e2e_recovery.py's stuck run on purpose): the engine logs "Flow run
+    # flow; tests/e2e/own/test_recovery.py's stuck run on purpose): the engine logs "Flow run
     # exceeded timeout" (no traceback), the run ends TimedOut (type FAILED) and the run's
     # process exits with the FlowRunTimeoutError logged with its traceback. The bound doing
     # its job; the orchestrator retries such a run.
@@ -111,7 +111,7 @@ ALLOW: list[Allow] = [
     # the tests on purpose). The worker sends SIGTERM to the run's process; Prefect's SIGTERM
     # handler (prefect/utilities/engine) raises TerminationSignal inside the flow's event
     # loop, and asyncio logs it while asyncio.run() shuts down. The run ends Cancelled as
-    # asked and its children are cancelled (tests/test_e2e_faults.py checks both). Only the
+    # asked and its children are cancelled (tests/e2e/shared/test_faults.py checks both). Only the
     # flow-run process raises TerminationSignal, and only its output reaches a worker log.
     Allow(
         reason="an async flow run's process ending on Prefect's SIGTERM when it is cancelled",

@@ -1,6 +1,6 @@
 """The deployed orchestrator against a real server, worker and DuckDB: dry run, bad input
 (CLI and the UI's path), a failing partition and its re-run. Limits, idempotency and the
-small load run are in test_e2e_batches.py; state and catch-up in test_e2e_state.py."""
+small load run are in test_batches.py; state and catch-up in test_state.py."""
 
 from __future__ import annotations
 
