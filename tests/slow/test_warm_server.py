@@ -67,8 +67,14 @@ NOBODY = 65534
 def copy_package(root: Path) -> Path:
     """The launcher and server modules, alone, importable from ``root`` (PYTHONPATH)."""
     pkg = root / "clickstream"
-    pkg.mkdir(parents=True)
-    for name in ("__init__.py", "launch.py", "warm.py"):
+    (pkg / "warm").mkdir(parents=True)
+    for name in (
+        "__init__.py",
+        "launch.py",
+        "warm/__init__.py",
+        "warm/__main__.py",
+        "warm/server.py",
+    ):
         shutil.copy2(SRC / name, pkg / name)
     (root / "warm_probe.py").write_text(PROBE)
     return root

@@ -75,7 +75,7 @@ ALLOW: list[Allow] = [
         reason="a flow run reporting its failed dbt build (DbtBuildError): expected outcome",
         source="flow-run",
         record=FLOW_RUN_FAILURE_RECORD,
-        exception=r"^clickstream\.dbt_run\.DbtBuildError: dbt build failed: ",
+        exception=r"^clickstream\.adapters\.dbt\.runner\.DbtBuildError: dbt build failed: ",
         file=r"worker-\d+\.log",
     ),
     # A flow run ended by its own timeout (CLICKSTREAM_DBT_RUN_TIMEOUT_SECONDS on the store
