@@ -57,7 +57,9 @@ async def clickstream_backfill(
             backfill runs; they are resumed afterwards whatever the outcome.
         dry_run: Plan and publish the status grid, submit nothing.
         allow_large_backfill: Allow more than 20,000 partitions in one backfill.
-        child_timeout_minutes: A child run in flight longer than this is cancelled and retried.
+        child_timeout_minutes: A child run this backfill created that is in flight longer
+            than this is cancelled and retried. Runs of other triggers it waits for are never
+            cancelled or timed out by it.
     """
     request = BackfillRequest(
         start_date=start_date,

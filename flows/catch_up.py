@@ -39,7 +39,9 @@ async def clickstream_catch_up(
         max_parallel: Child runs in flight at once (empty = 2 x the dbt-global limit).
         max_attempts: Tries per partition before it counts as failed.
         dry_run: Plan and publish the status grid, submit nothing.
-        child_timeout_minutes: A child run in flight longer than this is cancelled and retried.
+        child_timeout_minutes: A child run this backfill created that is in flight longer
+            than this is cancelled and retried. Runs of other triggers it waits for are never
+            cancelled or timed out by it.
     """
     request = CatchUpRequest(
         stores=tuple(stores or ()),

@@ -23,6 +23,7 @@ from prefect.client.schemas.actions import (
 )
 from prefect.client.schemas.filters import (
     DeploymentFilter,
+    DeploymentFilterId,
     DeploymentFilterName,
     FlowFilter,
     FlowFilterName,
@@ -179,6 +180,18 @@ async def read_active_store_runs(client: PrefectClient) -> list[FlowRun]:
     """Non-terminal runs of the per-store dbt flow (any deployment, any trigger)."""
     return await read_non_terminal_runs(
         client, flow_filter=FlowFilter(name=FlowFilterName(any_=[DBT_FLOW_NAME]))
+    )
+
+
+async def read_active_deployment_runs(
+    client: PrefectClient, deployment_ids: Iterable[UUID]
+) -> list[FlowRun]:
+    """Non-terminal runs of these deployments, whoever created them (regular runs too)."""
+    ids = list(deployment_ids)
+    if not ids:
+        return []
+    return await read_non_terminal_runs(
+        client, deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids))
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from uuid import UUID
 
@@ -24,10 +25,12 @@ from clickstream.core.child_runs import (
     idempotency_key,
 )
 from clickstream.core.claim import ClaimDecision, KnownRuns, decide_claim, submit_attempt
+from clickstream.core.in_flight import InFlight, on_exit, timeouts
 from clickstream.core.lanes import LaneScheduler, build_lanes
 from clickstream.core.requests import ResolvedRequest
 from clickstream.core.states import POLICY_STATES, Batch, PartitionKey, PartitionState
 from clickstream.names import DBT_FLOW_NAME
+from clickstream.pipelines.backfill.occupancy import NOT_OURS, runs_occupying
 from clickstream.pipelines.backfill.snapshot import Snapshot
 
 
@@ -42,19 +45,12 @@ class PartitionResult:
     run_days: str | None = None  # the days of the child run that built it
 
 
-@dataclass
-class InFlight:
-    """A child run in flight: ours, or one we adopted."""
-
-    store_id: str
-    days: Batch
-    attempt: int | None
-    started: float | None
-
-
 class Dispatcher:
     """Lane-based dispatch of child runs: one run per store, max_parallel overall. Days are
-    claimed under the ledger's per-store lock (core.claim decides), then their run created."""
+    claimed under the ledger's per-store lock (core.claim decides), then their run created.
+
+    Only its own children (runs it created) are cancelled, on exit or past the child timeout;
+    runs of other triggers it waits for are left to them (core.in_flight decides)."""
 
     def __init__(
         self,
@@ -66,6 +62,7 @@ class Dispatcher:
         orchestrator_run_id: str | None,
         child_timeout_seconds: float,
         logger,
+        deployments: Mapping[str, UUID] | None = None,
     ) -> None:
         self.client = client
         self.resolved = resolved
@@ -73,6 +70,7 @@ class Dispatcher:
         self.logger = logger
         self.orchestrator_run_id = orchestrator_run_id
         self.child_timeout_seconds = child_timeout_seconds
+        self.deployments = dict(deployments or {})  # store id -> its deployment's id
         self.scheduler = LaneScheduler(
             build_lanes(selected, resolved.order, resolved.days_per_run), resolved.max_parallel
         )
@@ -119,12 +117,16 @@ class Dispatcher:
             sid = keys[0][0]
             days = tuple(sorted(k[1] for k in keys))
             self._wait_for(sid, run_id, days)
-            self.logger.info("adopting in-flight run %s for %s %s", run_id, sid, batch_label(days))
+            self.logger.info(
+                "adopting in-flight run %s for %s %s (%s)", run_id, sid, batch_label(days), NOT_OURS
+            )
 
-    def _wait_for(self, sid: str, run_id: str, days: Batch, attempt: int | None = None) -> None:
-        """Occupy the store's lane with a run in flight (ours, or one adopted)."""
+    def _wait_for(
+        self, sid: str, run_id: str, days: Batch, attempt: int | None = None, own: bool = False
+    ) -> None:
+        """Occupy the store's lane with a run in flight (ours, or another trigger's)."""
         self.scheduler.occupy(sid, run_id)
-        self.in_flight[run_id] = InFlight(sid, days, attempt, time.monotonic())
+        self.in_flight[run_id] = InFlight(sid, days, attempt, time.monotonic(), own=own)
 
     def _known_runs(self) -> KnownRuns:
         """What this orchestrator knows of runs right now (its own collections, not copies)."""
@@ -155,7 +157,21 @@ class Dispatcher:
             self.run_ended[run_id] = None if run is None else run.state_type in TERMINAL
 
     async def _submit_ready(self) -> None:
-        for sid, batch in self.scheduler.next_batch():
+        candidates = self.scheduler.next_batch()
+        if not candidates:
+            return
+        # Any other run of a store's deployment in flight occupies its lane (see occupancy).
+        known = set(self.in_flight) | self.ended_runs
+        busy = set()
+        for sid, run in await runs_occupying(
+            self.client, self.deployments, [c[0] for c in candidates], known, self.logger
+        ):
+            self._wait_for(sid, str(run.id), ())
+            busy.add(sid)
+        for sid, batch in candidates:
+            if sid in busy:
+                self.scheduler.put_back(sid, [batch])
+                continue
             await self._look_up_runs(sid, batch)
             # Decide and record inside the store's dispatch claim (ledger only, no API call:
             # it is held for milliseconds): another orchestrator deciding about this store
@@ -216,7 +232,7 @@ class Dispatcher:
         for ds in batch:
             self.latest_attempt[(sid, ds)] = attempt
             self.attempts_used[(sid, ds)] = self.attempts_used.get((sid, ds), 0) + 1
-        self._wait_for(sid, run_id, batch, attempt)
+        self._wait_for(sid, run_id, batch, attempt, own=True)
         self.child_runs += 1
         self.logger.info(
             "dispatched %s %s attempt %s -> %s", sid, batch_label(batch), attempt, run.name
@@ -235,10 +251,11 @@ class Dispatcher:
         for run_id, days in decision.adopt.items():
             self.logger.info(
                 "%s %s: dispatched by another trigger since this backfill was planned; "
-                "adopting run %s",
+                "adopting run %s (%s)",
                 sid,
                 batch_label(days),
                 run_id,
+                NOT_OURS,
             )
             self._wait_for(sid, run_id, days)
         if decision.back_to_lane:
@@ -254,6 +271,14 @@ class Dispatcher:
             if run.end_time and run.start_time
             else None
         )
+        if not days:  # a run that only occupied the lane (a regular run): nothing to count
+            self.logger.info(
+                "%s: run %s of its deployment ended %s; dispatching resumes",
+                sid,
+                run_id,
+                run.state_name or run.state_type.value,
+            )
+            return
         label = batch_label(days)
 
         def result(state: str, message: str | None = None) -> PartitionResult:
@@ -292,6 +317,33 @@ class Dispatcher:
             self.results[(sid, ds)] = result("failed", message)
         self.logger.error("%s %s failed after attempt %s: %s", sid, label, flying.attempt, message)
 
+    async def _time_out(self) -> None:
+        """Cancel own children in flight longer than the child timeout (once each); log
+        other triggers' runs as long in flight (once each), and go on waiting for them."""
+        due = timeouts(self.in_flight, time.monotonic(), self.child_timeout_seconds)
+        for run_id in due.cancel:
+            flying = self.in_flight[run_id]
+            self.logger.error(
+                "%s %s exceeded %ss; cancelling its run",
+                flying.store_id,
+                batch_label(flying.days),
+                self.child_timeout_seconds,
+            )
+            await self._cancel_child(run_id, "backfill child timeout")
+            flying.started = None  # cancel once; its terminal state ends it
+        for run_id in due.overdue:
+            flying = self.in_flight[run_id]
+            flying.overdue_noted = True
+            self.logger.warning(
+                "%s%s: run %s of another trigger has been in flight over %ss; adopted runs "
+                "are not timed out by this backfill (their own orchestrator or flow timeout "
+                "bounds them); still waiting for it",
+                flying.store_id,
+                f" {batch_label(flying.days)}" if flying.days else "",
+                run_id,
+                self.child_timeout_seconds,
+            )
+
     async def _cancel_child(self, run_id: str, why: str) -> None:
         try:
             await self.client.set_flow_run_state(UUID(run_id), Cancelling(message=why), force=True)
@@ -314,30 +366,28 @@ class Dispatcher:
                     logger=self.logger,
                 )
                 finished = 0
-                for run_id, flying in list(self.in_flight.items()):
+                for run_id in list(self.in_flight):
                     run = runs.get(run_id)
                     if run is not None and run.state_type in TERMINAL:
                         await self._finish(run_id, run)
                         finished += 1
-                    elif (
-                        flying.started is not None
-                        and time.monotonic() - flying.started > self.child_timeout_seconds
-                    ):
-                        self.logger.error(
-                            "%s %s exceeded %ss; cancelling its run",
-                            flying.store_id,
-                            batch_label(flying.days),
-                            self.child_timeout_seconds,
-                        )
-                        await self._cancel_child(run_id, "backfill child timeout")
-                        flying.started = None  # cancel once; its terminal state ends it
+                await self._time_out()
                 if finished:
                     # Refill the freed lanes first; the progress artifact can wait a moment.
                     await self._submit_ready()
                     await self._progress()
         except BaseException:
-            # Parent cancelled or crashed: stop what we started, dispatch nothing more.
-            for run_id in list(self.in_flight):
+            # Parent cancelled or crashed: stop what we started, dispatch nothing more. Runs
+            # of other triggers go on: their own orchestrator (or flow) bounds them.
+            plan = on_exit(self.in_flight)
+            if plan.leave:
+                self.logger.warning(
+                    "backfill stopping: leaving %s run(s) of other triggers going (%s): %s",
+                    len(plan.leave),
+                    NOT_OURS,
+                    ", ".join(plan.leave),
+                )
+            for run_id in plan.cancel:
                 await self._cancel_child(run_id, "backfill orchestrator stopped")
             raise
         await self._progress()

@@ -93,6 +93,7 @@ async def run_backfill(
                 orchestrator_run_id=orchestrator_run_id,
                 child_timeout_seconds=child_timeout_seconds,
                 logger=logger,
+                deployments=deployed,
             )
             outcome.planned = dispatcher.planned
             try:
