@@ -193,3 +193,25 @@ def test_just_started_run_stops_counting_after_the_grace():
 def test_running_orchestrator_pause_is_reported_as_ok():
     report = diagnose(replace(HEALTHY, **NOT_PROBLEMS[5][1]))
     assert any("paused while orchestrator run calm-owl (orch-3) runs" in line for line in report.ok)
+
+
+def test_a_run_picked_up_early_still_fills_its_slot():
+    # The worker prefetches: a run due in 5 s is already Pending; the scheduler will not make
+    # another for that slot, so it counts.
+    runs = (auto(1, NOW + timedelta(seconds=5), state="PENDING", name="Pending"), *KEPT[1:])
+    assert diagnose(replace(HEALTHY, runs=runs)).healthy
+
+
+def test_a_run_brought_forward_fills_its_future_slot_but_not_a_past_one():
+    from clickstream.core.health_model import RunInfo
+
+    def brought_forward(slot: datetime) -> RunInfo:
+        # ran an hour ago, on an operator's word, for the slot its key names
+        return replace(
+            auto(1, NOW - timedelta(hours=1), state="COMPLETED", name="Completed"),
+            slot_time=slot,
+        )
+
+    assert diagnose(replace(HEALTHY, runs=(brought_forward(at(12, 30)), *KEPT[1:]))).healthy
+    past = diagnose(replace(HEALTHY, runs=(brought_forward(at(11, 0)), *KEPT[1:])))
+    assert [p.kind for p in past.problems] == ["scheduler"]

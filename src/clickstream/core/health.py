@@ -100,22 +100,23 @@ def _kept_runs(
     now: datetime,
     grace: timedelta,
 ) -> list[datetime]:
-    """Due times of the runs the scheduler counts for this schedule.
+    """Due times of the schedule's slots the scheduler considers filled.
 
-    The scheduler counts auto-scheduled runs of the schedule that are Scheduled with a due time
-    from now on. A run that started moments ago left that set before the scheduler's next loop
-    could top it up, so runs of the schedule due within the last ``grace`` count too (whatever
-    their state): otherwise every run start would look like a dead scheduler for a minute.
+    The scheduler creates the runs of a schedule's next slots and never a second run for a
+    slot (its idempotency key names the slot), whatever state the first one is in: a run the
+    worker picked up early (Pending, due in a few seconds), or one an operator brought forward
+    and that has ended, still fills its future slot. So a slot counts when a run of the
+    schedule was created for it at or after now, in any state; and runs due within the last
+    ``grace`` count too, since the scheduler tops up only once a loop: otherwise every run
+    start would look like a dead scheduler for a minute.
     """
     out: list[datetime] = []
     for r in runs:
         if r.deployment_id != dep.id or not r.auto_scheduled or r.schedule_id != sched.id:
             continue
-        due = r.scheduled_time or r.expected_start_time
-        if r.state_type == "SCHEDULED" and due is not None and due >= now:
+        due = r.slot_time or r.scheduled_time or r.expected_start_time
+        if due is not None and due >= now - grace:
             out.append(due)
-        elif r.expected_start_time is not None and now - grace <= r.expected_start_time <= now:
-            out.append(r.expected_start_time)
     return sorted(out)
 
 

@@ -56,6 +56,9 @@ class RunInfo:
     expected_start_time: datetime | None
     auto_scheduled: bool = False
     schedule_id: str | None = None  # created_by.id when created_by.type == "SCHEDULE"
+    # The schedule slot the run was created for (the scheduler's idempotency key names it): a
+    # run brought forward by hand, or picked up early, still fills its slot.
+    slot_time: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -102,11 +102,18 @@ def test_doctor_is_healthy_on_a_stack_whose_scheduler_works(sqlite_scheduled):
     scheduler tops every schedule up within a loop, and the doctor then finds nothing wrong."""
     profile, _ = sqlite_scheduled
 
+    last = {}
+
     def healthy():
-        out = profile.handle.cli("doctor")
+        out = last["out"] = profile.handle.cli("doctor")
         return out if out.returncode == 0 else None
 
-    out = wait_for(healthy, timeout=2 * LOOP_SECONDS + 30, interval=5, what="a healthy doctor")
+    try:
+        out = wait_for(healthy, timeout=2 * LOOP_SECONDS + 30, interval=5, what="a healthy doctor")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; last doctor report:\n{last['out'].stdout}{last['out'].stderr}"
+        ) from None
     for name in ("nightly-catch-up", "us-flagship", "in-mumbai", "au-sydney"):
         assert name in out.stdout
 

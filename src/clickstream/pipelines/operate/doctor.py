@@ -66,7 +66,21 @@ def _run_info(run) -> RunInfo:
         expected_start_time=run.expected_start_time,
         auto_scheduled=bool(run.auto_scheduled),
         schedule_id=schedule_id,
+        slot_time=_slot_time(run.idempotency_key) if schedule_id else None,
     )
+
+
+def _slot_time(key: str | None) -> datetime | None:
+    """The slot in Prefect 3.8.8's scheduler key ``scheduled <deployment> <schedule> <date>``
+    (prefect/server/models/deployments.py; prefect is pinned exactly, and
+    tests/e2e/own/test_schedules.py's doctor check fails if the format changes)."""
+    parts = (key or "").split(" ", 3)
+    if len(parts) != 4 or parts[0] != "scheduled":
+        return None
+    try:
+        return datetime.fromisoformat(parts[3])
+    except ValueError:
+        return None
 
 
 async def _paged(read, **kwargs) -> list:
@@ -92,7 +106,9 @@ async def read_health_input(
         FlowFilter,
         FlowFilterName,
         FlowRunFilter,
+        FlowRunFilterCreatedBy,
         FlowRunFilterExpectedStartTime,
+        FlowRunFilterStartTime,
         FlowRunFilterState,
         FlowRunFilterStateType,
     )
@@ -156,6 +172,12 @@ async def read_health_input(
         ),
         FlowRunFilter(
             expected_start_time=FlowRunFilterExpectedStartTime(after_=now - scheduler.grace)
+        ),
+        # Runs a schedule created that started lately (picked up, or brought forward by an
+        # operator): their slots may still lie ahead. min_runs daily runs span min_runs days.
+        FlowRunFilter(
+            created_by=FlowRunFilterCreatedBy(type_=["SCHEDULE"]),
+            start_time=FlowRunFilterStartTime(after_=now - timedelta(days=scheduler.min_runs + 1)),
         ),
     ):
         for r in await _paged(
