@@ -27,7 +27,9 @@ UTC_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # How far before window_start a build reads. It must be at least the session gap
 # (dbt var session_gap_minutes, 30): then the true start of every session that continues into
-# the window is seen. dbt checks this at compile time; tests/unit/test_windows.py checks it too.
+# the window is seen. dbt checks this at compile time, in every build; session_gap_problem below
+# checks it before anything is submitted (resolve_request, from dbt_project.yml's vars), and
+# tests/unit/test_source.py checks the committed project.
 SESSION_LOOKBACK = timedelta(minutes=60)
 
 # The dbt project var (dbt/dbt_project.yml) that SESSION_LOOKBACK must cover.
