@@ -13,6 +13,12 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from clickstream.core.requests import BackfillRequest
+from clickstream.core.states import (
+    ChildTimeoutMinutes,
+    DaysPerRun,
+    MaxAttempts,
+    MaxParallel,
+)
 from clickstream.core.stores import load_registry
 from clickstream.names import ORCHESTRATOR_FLOW_NAME
 from clickstream.pipelines.backfill.run import orchestrate
@@ -29,13 +35,13 @@ async def clickstream_backfill(
     stores: list[StoreId] | None = None,
     reprocess: Literal["missing", "failed", "stale", "all"] = "missing",
     order: Literal["oldest_first", "newest_first"] = "oldest_first",
-    days_per_run: int = 1,
-    max_parallel: int | None = None,
-    max_attempts: int = 2,
+    days_per_run: DaysPerRun = 1,
+    max_parallel: MaxParallel | None = None,
+    max_attempts: MaxAttempts = 2,
     pause_store_schedules: bool = False,
     dry_run: bool = False,
     allow_large_backfill: bool = False,
-    child_timeout_minutes: int = 60,
+    child_timeout_minutes: ChildTimeoutMinutes = 60,
 ):
     """Backfill store x date partitions of the clickstream aggregation.
 
@@ -70,12 +76,12 @@ async def clickstream_backfill(
         days_per_run=days_per_run,
         max_parallel=max_parallel,
         max_attempts=max_attempts,
+        child_timeout_minutes=child_timeout_minutes,
         allow_large_backfill=allow_large_backfill,
     )
     return await orchestrate(
         request,
         dry_run=dry_run,
         pause_store_schedules=pause_store_schedules,
-        child_timeout_seconds=child_timeout_minutes * 60,
         orchestrator_run_id=str(flow_run.get_id() or ""),
     )

@@ -13,6 +13,13 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from clickstream.core.requests import CatchUpRequest
+from clickstream.core.states import (
+    ChildTimeoutMinutes,
+    DaysPerRun,
+    LookbackDays,
+    MaxAttempts,
+    MaxParallel,
+)
 from clickstream.core.stores import load_registry
 from clickstream.names import CATCH_UP_FLOW_NAME
 from clickstream.pipelines.backfill.run import orchestrate
@@ -22,13 +29,13 @@ StoreId = Literal[tuple(load_registry().ids)]  # type: ignore[valid-type]
 
 @flow(name=CATCH_UP_FLOW_NAME, log_prints=True)
 async def clickstream_catch_up(
-    lookback_days: int = 7,
+    lookback_days: LookbackDays = 7,
     stores: list[StoreId] | None = None,
-    days_per_run: int = 1,
-    max_parallel: int | None = None,
-    max_attempts: int = 2,
+    days_per_run: DaysPerRun = 1,
+    max_parallel: MaxParallel | None = None,
+    max_attempts: MaxAttempts = 2,
     dry_run: bool = False,
-    child_timeout_minutes: int = 60,
+    child_timeout_minutes: ChildTimeoutMinutes = 60,
 ):
     """Build every missing, failed or stale partition of the last complete local days.
 
@@ -49,10 +56,10 @@ async def clickstream_catch_up(
         days_per_run=days_per_run,
         max_parallel=max_parallel,
         max_attempts=max_attempts,
+        child_timeout_minutes=child_timeout_minutes,
     )
     return await orchestrate(
         request,
         dry_run=dry_run,
-        child_timeout_seconds=child_timeout_minutes * 60,
         orchestrator_run_id=str(flow_run.get_id() or ""),
     )

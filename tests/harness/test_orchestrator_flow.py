@@ -175,22 +175,176 @@ def test_a_store_being_built_keeps_the_ledgers_word_and_is_named(built):
     assert "in-mumbai (a build holds its warehouse file)" in grid
 
 
+def _created_nothing_since(before: dict) -> None:
+    """No child run and no dispatch row appeared since ``before`` (from _what_exists)."""
+    assert _what_exists() == before
+
+
+def _what_exists() -> dict:
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    runs = api(
+        lambda c: c.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["clickstream-dbt-run"]))
+        )
+    )
+    return {
+        "store runs": sorted(str(r.id) for r in runs),
+        "dispatches": ledger.read_latest_dispatches(),
+        "builds": {k: (b.status, b.flow_run_id) for k, b in ledger.read_builds(STORES).items()},
+    }
+
+
 @pytest.mark.parametrize(
     ("params", "words"),
     [
         ({"end_date": DAYS[0] - timedelta(days=2)}, "before start_date"),
-        ({"days_per_run": 0}, "days_per_run must be between 1 and 31, got 0"),
         ({"max_parallel": 99}, "exceeds 2 x the dbt-global limit 2"),
     ],
 )
 def test_bad_input_fails_the_run_before_anything_is_created(built, params, words):
+    """Checks that need the registry, the server's dbt-global limit or today's date: the
+    orchestrator's body ends the run Failed before any artifact, ledger row or child run."""
     from flows.backfill import clickstream_backfill
 
+    before = _what_exists()
     base = {"start_date": DAYS[0], "end_date": DAYS[-1], "stores": STORES}
+    if words is None:  # every active store: au-sydney has no data, but is in range
+        st = asyncio.run(
+            clickstream_backfill(**{**base, **params}, dry_run=True, return_state=True)
+        )
+        assert st.is_completed() and "3 stores" in st.message, st.message
+        return
     st = asyncio.run(clickstream_backfill(**{**base, **params}, return_state=True))
     assert st.is_failed()
     assert "invalid backfill request" in st.message and words in st.message
     assert artifacts(st.state_details.flow_run_id) == {}
+    _created_nothing_since(before)
+
+
+def test_a_session_gap_beyond_the_lookback_fails_the_run_before_anything_is_created(
+    built, monkeypatch
+):
+    """Was refused only inside each dbt run, after dispatch, with retries."""
+    import clickstream.pipelines.backfill.snapshot as snapshot
+    from flows.backfill import clickstream_backfill
+
+    monkeypatch.setattr(snapshot, "project_vars", lambda *a: {"session_gap_minutes": 90})
+    before = _what_exists()
+    st = asyncio.run(
+        clickstream_backfill(
+            start_date=DAYS[0],
+            end_date=DAYS[-1],
+            stores=STORES,
+            reprocess="all",
+            return_state=True,
+        )
+    )
+    assert st.is_failed()
+    assert "dbt var session_gap_minutes (dbt/dbt_project.yml) is 90 minutes" in st.message
+    assert "session lookback of 60 minutes" in st.message
+    assert artifacts(st.state_details.flow_run_id) == {}
+    _created_nothing_since(before)
+
+
+UI_BACKFILL = {
+    "start_date": DAYS[0].isoformat(),
+    "end_date": DAYS[-1].isoformat(),
+    "stores": STORES,
+}
+
+
+def test_the_forms_empty_store_list_means_every_active_store(built):
+    from flows.backfill import clickstream_backfill
+
+    st = asyncio.run(
+        clickstream_backfill(**{**UI_BACKFILL, "stores": []}, dry_run=True, return_state=True)
+    )
+    assert st.is_completed() and "3 stores" in st.message, st.message
+
+
+@pytest.mark.parametrize(
+    ("flow", "params", "field"),
+    [
+        ("backfill", {**UI_BACKFILL, "child_timeout_minutes": 0}, "child_timeout_minutes"),
+        ("backfill", {**UI_BACKFILL, "days_per_run": 0}, "days_per_run"),
+        ("backfill", {**UI_BACKFILL, "days_per_run": 32}, "days_per_run"),
+        ("backfill", {**UI_BACKFILL, "max_attempts": 0}, "max_attempts"),
+        ("catch_up", {"lookback_days": 1_000_000, "stores": STORES}, "lookback_days"),
+        ("catch_up", {"lookback_days": 2, "child_timeout_minutes": 0}, "child_timeout_minutes"),
+    ],
+)
+def test_out_of_range_form_values_fail_the_run_before_anything_is_created(
+    built, flow, params, field
+):
+    """The parameters as the UI sends them (a JSON dict). A run created from a deployment is
+    refused by the server (below); one started any other way fails its parameter validation
+    before the flow body runs: Failed, the field named, nothing created."""
+    from flows.backfill import clickstream_backfill
+    from flows.catch_up import clickstream_catch_up
+
+    fn = {"backfill": clickstream_backfill, "catch_up": clickstream_catch_up}[flow]
+    before = _what_exists()
+    st = asyncio.run(fn(**params, return_state=True))
+    assert st.is_failed()
+    assert "Validation of flow parameters failed" in st.message and field in st.message
+    assert "greater than or equal to" in st.message or "less than or equal to" in st.message
+    assert artifacts(st.state_details.flow_run_id) == {}
+    _created_nothing_since(before)
+
+
+def test_the_server_refuses_a_run_from_a_deployment_with_out_of_range_values(built):
+    """As `prefect deploy` registers the orchestrator (its parameter schema, enforcement on,
+    the default): the server validates a new run's parameters against the schema and answers
+    409, so a bad value from the UI or the API never becomes a run."""
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.backfill import clickstream_backfill
+    from flows.catch_up import clickstream_catch_up
+
+    async def go(client):
+        refused = {}
+        for fn, bad in (
+            (clickstream_backfill, {**UI_BACKFILL, "days_per_run": 0}),
+            (clickstream_backfill, {**UI_BACKFILL, "child_timeout_minutes": 0}),
+            (clickstream_backfill, {**UI_BACKFILL, "max_parallel": 0}),
+            (clickstream_catch_up, {"lookback_days": 1_000_000}),
+        ):
+            flow_id = await client.create_flow_from_name(fn.name)
+            dep_id = await client.create_deployment(
+                flow_id=flow_id,
+                name="schema-check",
+                parameter_openapi_schema=parameter_schema(fn).model_dump_for_openapi(),
+                enforce_parameter_schema=True,
+            )
+            try:
+                with pytest.raises(PrefectHTTPStatusError) as exc:
+                    await client.create_flow_run_from_deployment(dep_id, parameters=bad)
+                refused[next(k for k in bad if k not in ("start_date", "end_date", "stores"))] = (
+                    exc.value.response.status_code,
+                    exc.value.response.json()["detail"],
+                )
+                runs = await client.read_flow_runs()
+                assert not [r for r in runs if r.deployment_id == dep_id]
+                # An in-range value is accepted by the same deployment.
+                good = {**bad, **{k: 1 for k in bad if k not in UI_BACKFILL}}
+                run = await client.create_flow_run_from_deployment(dep_id, parameters=good)
+                await client.delete_flow_run(run.id)
+            finally:
+                await client.delete_deployment(dep_id)
+        return refused
+
+    refused = api(go)
+    assert set(refused) == {
+        "days_per_run",
+        "child_timeout_minutes",
+        "max_parallel",
+        "lookback_days",
+    }
+    for field, (code, detail) in refused.items():
+        assert code == 409, (field, code, detail)
+        assert f"Validation failed for field '{field}'" in detail, detail
 
 
 def test_catch_up_flow_plans_the_last_complete_local_days(built):
@@ -257,6 +411,9 @@ def test_a_nothing_to_do_run_resumes_a_schedule_a_killed_orchestrator_left_pause
 
 def test_bad_input_still_resumes_a_schedule_a_killed_orchestrator_left_paused(built):
     dep_id = _left_paused_by_a_crashed_orchestrator("us-flagship")
-    st, _ = backfill(days_per_run=99)
-    assert st.is_failed() and "days_per_run" in st.message
+    # Bad input the body refuses (an out-of-range number fails the run's parameter
+    # validation before the body, and so before this resume: the server refuses such a run
+    # from a deployment anyway).
+    st, _ = backfill(max_parallel=99)
+    assert st.is_failed() and "exceeds 2 x the dbt-global limit" in st.message
     assert not _paused(dep_id)

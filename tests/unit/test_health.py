@@ -203,7 +203,6 @@ def test_a_run_picked_up_early_still_fills_its_slot():
 
 
 def test_a_run_brought_forward_fills_its_future_slot_but_not_a_past_one():
-    from clickstream.core.health_model import RunInfo
 
     def brought_forward(slot: datetime) -> RunInfo:
         # ran an hour ago, on an operator's word, for the slot its key names

@@ -77,7 +77,13 @@ def test_resolves_all_active_stores_by_default():
         ({"stores": ("a;drop",)}, "unknown store 'a;drop'"),
         ({"max_parallel": 0}, "max_parallel must be at least 1"),
         ({"max_parallel": 9}, "exceeds 2 x the dbt-global limit 4"),
-        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"max_attempts": 0}, "max_attempts must be between 1 and 10, got 0"),
+        ({"max_attempts": 11}, "max_attempts must be between 1 and 10, got 11"),
+        ({"child_timeout_minutes": 0}, "child_timeout_minutes must be between 1 and 1440"),
+        ({"child_timeout_minutes": -5}, "got -5: 0 would cancel every child run at once"),
+        ({"child_timeout_minutes": 1441}, "child_timeout_minutes must be between 1 and 1440"),
+        ({"stores": ("",)}, "store id '' is empty or blank"),
+        ({"stores": ("us-flagship", "  ")}, "store id '  ' is empty or blank"),
         ({"days_per_run": 0}, "days_per_run must be between 1 and 31, got 0"),
         ({"days_per_run": 32}, "days_per_run must be between 1 and 31, got 32"),
         ({"reprocess": "everything"}, "reprocess must be one of"),
@@ -94,7 +100,12 @@ def test_bad_input_is_rejected_with_a_clear_message(kw, message):
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"lookback_days": 0}, "lookback_days must be at least 1"),
+        ({"lookback_days": 0}, "lookback_days must be between 1 and 3660"),
+        ({"lookback_days": 3661}, "lookback_days must be between 1 and 3660"),
+        ({"lookback_days": 1_000_000}, "got 1000000"),  # was an OverflowError
+        ({"child_timeout_minutes": 0}, "child_timeout_minutes must be between 1 and 1440"),
+        ({"max_attempts": 11}, "max_attempts must be between 1 and 10"),
+        ({"stores": ("",)}, "store id '' is empty or blank"),
         ({"stores": ("nope",)}, "unknown store 'nope'"),
         ({"max_parallel": 9}, "exceeds 2 x the dbt-global limit 4"),
         ({"days_per_run": 32}, "days_per_run must be between 1 and 31, got 32"),
@@ -104,6 +115,146 @@ def test_bad_catch_up_input_is_rejected_with_a_clear_message(kw, message):
     with pytest.raises(BackfillInputError) as exc:
         resolve_request(CatchUpRequest(**kw), REG, global_limit=4, today_by_store=TODAY)
     assert message in str(exc.value)
+
+
+def test_bounds_accept_their_edges():
+    kw = {"start_date": D(2026, 11, 1), "end_date": D(2026, 11, 1)}
+    for minutes in (1, 24 * 60):
+        assert resolve(**kw, child_timeout_minutes=minutes).partition_count == 3
+    assert resolve(**kw, max_attempts=10).max_attempts == 10
+    for days in (1, 3660):
+        r = resolve_request(
+            CatchUpRequest(lookback_days=days), REG, global_limit=4, today_by_store=TODAY
+        )
+        # earliest_ds 2026-01-01 .. 2026-11-21: 325 days at most
+        assert r.partition_count == 3 * min(days, 325)
+
+
+def test_an_empty_store_list_still_means_every_active_store():
+    """The UI form's empty multi-select (and no --stores): every active store."""
+    r = resolve(start_date=D(2026, 11, 1), end_date=D(2026, 11, 1), stores=())
+    assert [s.store_id for s in r.stores] == ["au-sydney", "in-mumbai", "us-flagship"]
+
+
+# --- bounded before any date expansion -------------------------------------------------------
+@pytest.fixture
+def counted_days(monkeypatch):
+    """Lengths of every date list resolve_request builds (its one date-range helper)."""
+    import clickstream.core.requests as requests
+
+    built: list[int] = []
+    real = requests._days
+
+    def counting(first, last):
+        out = real(first, last)
+        built.append(len(out))
+        return out
+
+    monkeypatch.setattr(requests, "_days", counting)
+    return built
+
+
+def test_a_range_of_ten_thousand_years_is_refused_before_any_date_list(counted_days):
+    """0001-01-01 .. 9999-12-31 took 43 s and 469 MB expanding dates before it said "before
+    earliest_ds". Now every check is arithmetic: no date list at all, and little memory."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(BackfillInputError) as exc:
+            resolve(start_date=D(1, 1, 1), end_date=D(9999, 12, 31))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    msg = str(exc.value)
+    days = (D(9999, 12, 31) - D(1, 1, 1)).days + 1
+    for sid in ("au-sydney", "in-mumbai", "us-flagship"):
+        assert f"start_date 0001-01-01 is before {sid}'s earliest date 2026-01-01" in msg
+        assert f"end_date 9999-12-31 is after {sid}'s current local date 2026-11-22" in msg
+    assert f"{3 * days} partitions exceed the cap of 20000" in msg
+    assert counted_days == []  # no list of dates was built
+    assert peak < 1_000_000, peak  # bytes: the request's size, not the range's
+
+
+def test_a_huge_range_with_allow_large_is_still_refused_before_expansion(counted_days):
+    with pytest.raises(BackfillInputError) as exc:
+        resolve(start_date=D(1, 1, 1), end_date=D(9999, 12, 31), allow_large_backfill=True)
+    assert "earliest date" in str(exc.value) and "exceed the cap" not in str(exc.value)
+    assert counted_days == []
+
+
+def test_a_range_over_the_cap_is_counted_not_expanded(counted_days):
+    with pytest.raises(BackfillInputError, match="978 partitions exceed the cap of 500"):
+        resolve(start_date=D(2026, 1, 1), end_date=D(2026, 11, 22), max_partitions=500)
+    assert counted_days == []
+
+
+def test_a_valid_request_builds_only_its_own_days(counted_days):
+    r = resolve(start_date=D(2026, 11, 1), end_date=D(2026, 11, 4))
+    assert r.partition_count == 12 and counted_days == [4, 4, 4]
+
+
+def test_a_huge_catch_up_lookback_is_refused_before_any_date_list(counted_days):
+    with pytest.raises(BackfillInputError, match="lookback_days must be between 1 and 3660"):
+        resolve_request(
+            CatchUpRequest(lookback_days=10**9), REG, global_limit=4, today_by_store=TODAY
+        )
+    assert counted_days == []
+
+
+# --- the dbt project's session gap -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("dbt_vars", "message"),
+    [
+        (
+            {"session_gap_minutes": 90},
+            "dbt var session_gap_minutes (dbt/dbt_project.yml) is 90 minutes, longer than the "
+            "session lookback of 60 minutes",
+        ),
+        ({"session_gap_minutes": "61"}, "is 61 minutes, longer than the session lookback"),
+        ({"session_gap_minutes": 0}, "must be at least 1 minute, got 0"),
+        ({"session_gap_minutes": "half an hour"}, "must be a whole number of minutes"),
+        ({"session_gap_minutes": True}, "must be a whole number of minutes"),
+        ({}, "session_gap_minutes (dbt/dbt_project.yml) is not set"),
+    ],
+)
+def test_a_session_gap_beyond_the_lookback_is_refused_up_front(dbt_vars, message):
+    for request in (
+        BackfillRequest(start_date=D(2026, 11, 1), end_date=D(2026, 11, 2)),
+        CatchUpRequest(),
+    ):
+        with pytest.raises(BackfillInputError) as exc:
+            resolve_request(request, REG, global_limit=4, today_by_store=TODAY, dbt_vars=dbt_vars)
+        assert message in str(exc.value)
+
+
+@pytest.mark.parametrize("gap", [1, 30, 60, "45"])
+def test_a_session_gap_within_the_lookback_is_fine(gap):
+    r = resolve_request(
+        BackfillRequest(start_date=D(2026, 11, 1), end_date=D(2026, 11, 2)),
+        REG,
+        global_limit=4,
+        today_by_store=TODAY,
+        dbt_vars={"session_gap_minutes": gap},
+    )
+    assert r.partition_count == 6
+
+
+def test_the_dbt_projects_vars_are_read_without_dbt(tmp_path):
+    """adapters.dbt.project reads dbt_project.yml as YAML: the repo's project passes, a
+    project-scoped var overrides a global one."""
+    from clickstream.adapters.dbt.project import project_vars
+    from clickstream.core.windows import session_gap_problem
+
+    assert session_gap_problem(project_vars()) is None
+    assert project_vars()["session_gap_minutes"] == 30
+    (tmp_path / "dbt_project.yml").write_text(
+        "name: clickstream\nvars:\n  session_gap_minutes: 30\n"
+        "  clickstream:\n    session_gap_minutes: 90\n"
+    )
+    got = project_vars(tmp_path)
+    assert got["session_gap_minutes"] == 90
+    assert "is 90 minutes" in (session_gap_problem(got) or "")
 
 
 def test_catch_up_has_no_dates_policy_or_order_to_give():

@@ -12,6 +12,7 @@ from clickstream.cli.common import DateOpt, split_ids, validate_locally
 from clickstream.cli.errors import console, err, reports_errors, run_api
 from clickstream.cli.status import print_status, request_for_status
 from clickstream.core.requests import BackfillRequest, CatchUpRequest
+from clickstream.core.states import MAX_ATTEMPTS, MAX_CHILD_TIMEOUT_MINUTES, MAX_LOOKBACK_DAYS
 
 
 @reports_errors
@@ -35,7 +36,14 @@ def backfill(
         int | None,
         typer.Option(help="Child runs at once (default and maximum: 2 x the dbt-global limit)."),
     ] = None,
-    max_attempts: int = 2,
+    max_attempts: Annotated[int, typer.Option(help=f"Tries per partition (1-{MAX_ATTEMPTS}).")] = 2,
+    child_timeout_minutes: Annotated[
+        int,
+        typer.Option(
+            help=f"Cancel and retry a child run in flight longer than this "
+            f"(1-{MAX_CHILD_TIMEOUT_MINUTES})."
+        ),
+    ] = 60,
     pause_schedules: Annotated[
         bool, typer.Option(help="Pause the stores' regular schedules while it runs.")
     ] = False,
@@ -55,6 +63,7 @@ def backfill(
         days_per_run=days_per_run,
         max_parallel=max_parallel,
         max_attempts=max_attempts,
+        child_timeout_minutes=child_timeout_minutes,
         allow_large_backfill=allow_large,
     )
     params = {
@@ -69,6 +78,7 @@ def backfill(
         "pause_store_schedules": pause_schedules,
         "dry_run": dry_run,
         "allow_large_backfill": allow_large,
+        "child_timeout_minutes": child_timeout_minutes,
     }
     code = run_api(_trigger_and_follow(orchestrator_full_name(), request, params, follow))
     raise typer.Exit(code)
@@ -76,7 +86,15 @@ def backfill(
 
 @reports_errors
 def catch_up(
-    lookback_days: Annotated[int, typer.Option(min=1)] = 7,
+    lookback_days: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_LOOKBACK_DAYS,
+            help="Complete local days to look back over (about ten years at most: older "
+            "days are a backfill's job).",
+        ),
+    ] = 7,
     stores: Annotated[list[str] | None, typer.Option()] = None,
     days_per_run: Annotated[int, typer.Option(help="Consecutive days per child run.")] = 1,
     dry_run: bool = False,

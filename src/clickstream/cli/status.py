@@ -25,7 +25,7 @@ def status(
         stores=split_ids(stores),
         allow_large_backfill=True,
     )
-    validate_locally(request)
+    validate_locally(request, check_dbt_project=False)
     run_api(_status(request))
 
 

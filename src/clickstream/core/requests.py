@@ -11,7 +11,11 @@ from typing import ClassVar, Literal
 
 from clickstream.core.states import (
     DEFAULT_MAX_PARTITIONS,
+    MAX_ATTEMPTS,
+    MAX_CHILD_TIMEOUT_MINUTES,
     MAX_DAYS_PER_RUN,
+    MAX_LOOKBACK_DAYS,
+    MIN_CHILD_TIMEOUT_MINUTES,
     ORDERS,
     OVERSUBSCRIBE,
     REPROCESS_POLICIES,
@@ -20,7 +24,7 @@ from clickstream.core.states import (
     ReprocessPolicy,
 )
 from clickstream.core.stores import Registry, Store
-from clickstream.core.windows import last_complete_days, local_today
+from clickstream.core.windows import local_today, session_gap_problem
 
 
 class BackfillInputError(ValueError):
@@ -39,6 +43,7 @@ class _Common:
     days_per_run: int = 1
     max_parallel: int | None = None  # None = OVERSUBSCRIBE x the dbt-global limit
     max_attempts: int = 2
+    child_timeout_minutes: int = 60  # a child in flight longer than this is cancelled, retried
     allow_large_backfill: bool = False
     max_partitions: int = DEFAULT_MAX_PARTITIONS
 
@@ -103,11 +108,17 @@ def resolve_request(
     global_limit: int | None,
     today_by_store: Mapping[str, date] | None = None,
     check_limit: bool = True,
+    dbt_vars: Mapping[str, object] | None = None,
 ) -> ResolvedRequest:
     """Validate everything up front and say all that is wrong at once. Clamps nothing.
 
-    ``check_limit=False`` validates what needs no server (the CLI does that first).
-    ``today_by_store`` overrides stores' current local dates (tests).
+    Every check is bounded by the size of the request's fields, not by the number of days it
+    spans: dates are compared with each store's earliest and current date, and the partition
+    count is computed by arithmetic, before any list of dates is built (and none is built when
+    there is a problem). ``check_limit=False`` validates what needs no server (the CLI does
+    that first). ``today_by_store`` overrides stores' current local dates (tests).
+    ``dbt_vars`` are the dbt project's vars (adapters.dbt.project.project_vars): the session
+    gap is checked against the session lookback; None checks nothing there.
     """
     problems: list[str] = []
     if request.reprocess not in REPROCESS_POLICIES:
@@ -116,12 +127,22 @@ def resolve_request(
         )
     if request.order not in ORDERS:
         problems.append(f"order must be one of {', '.join(ORDERS)}, got {request.order!r}")
-    if request.max_attempts < 1:
-        problems.append(f"max_attempts must be at least 1, got {request.max_attempts}")
+    if not 1 <= request.max_attempts <= MAX_ATTEMPTS:
+        problems.append(
+            f"max_attempts must be between 1 and {MAX_ATTEMPTS}, got {request.max_attempts}"
+        )
     if not 1 <= request.days_per_run <= MAX_DAYS_PER_RUN:
         problems.append(
             f"days_per_run must be between 1 and {MAX_DAYS_PER_RUN}, got {request.days_per_run}"
         )
+    if not MIN_CHILD_TIMEOUT_MINUTES <= request.child_timeout_minutes <= MAX_CHILD_TIMEOUT_MINUTES:
+        problems.append(
+            f"child_timeout_minutes must be between {MIN_CHILD_TIMEOUT_MINUTES} and "
+            f"{MAX_CHILD_TIMEOUT_MINUTES} (a day), got {request.child_timeout_minutes}: 0 would "
+            "cancel every child run at once, and a child still running after a day is hung"
+        )
+    if dbt_vars is not None and (gap := session_gap_problem(dbt_vars)) is not None:
+        problems.append(gap)
     max_parallel = _max_parallel(request.max_parallel, global_limit, check_limit, problems)
     chosen = _stores(request.stores, registry, problems)
 
@@ -131,12 +152,12 @@ def resolve_request(
         return overrides.get(store.store_id) or local_today(store.timezone)
 
     if isinstance(request, CatchUpRequest):
-        dates_by_store = _catch_up_dates(request, chosen, today_of, problems)
+        ranges = _catch_up_ranges(request, chosen, today_of, problems)
     elif isinstance(request, BackfillRequest):
-        dates_by_store = _backfill_dates(request, chosen, today_of, problems)
+        ranges = _backfill_ranges(request, chosen, today_of, problems)
     else:
         raise TypeError(f"not a BackfillRequest or CatchUpRequest: {request!r}")
-    total = sum(len(v) for v in dates_by_store.values())
+    total = sum(_span(first, last) for first, last in ranges.values())
     if total > request.max_partitions and not request.allow_large_backfill:
         problems.append(
             f"{total} partitions exceed the cap of {request.max_partitions}; narrow the range or "
@@ -147,7 +168,8 @@ def resolve_request(
     assert max_parallel is not None
     return ResolvedRequest(
         stores=tuple(chosen),
-        dates_by_store=dates_by_store,
+        # Only now, with every range checked and the count within what was asked for.
+        dates_by_store={sid: tuple(_days(*span)) for sid, span in ranges.items()},
         reprocess=request.reprocess,
         order=request.order,
         max_parallel=max_parallel,
@@ -193,6 +215,12 @@ def _stores(ids: tuple[str, ...], registry: Registry, problems: list[str]) -> li
     chosen: list[Store] = []
     seen: set[str] = set()
     for sid in ids:
+        if not sid.strip():
+            problems.append(
+                f"store id {sid!r} is empty or blank (an unset variable?); leave stores out for "
+                "every active store"
+            )
+            continue
         if sid in seen:
             continue
         seen.add(sid)
@@ -211,12 +239,21 @@ def _stores(ids: tuple[str, ...], registry: Registry, problems: list[str]) -> li
     return chosen
 
 
-def _backfill_dates(
+# A store's days as an inclusive (first, last) pair; first > last: no days.
+_Range = tuple[date, date]
+
+
+def _span(first: date, last: date) -> int:
+    """Days in first..last, inclusive, by arithmetic (no list)."""
+    return max(0, (last - first).days + 1)
+
+
+def _backfill_ranges(
     request: BackfillRequest,
     stores: list[Store],
     today_of: Callable[[Store], date],
     problems: list[str],
-) -> dict[str, tuple[date, ...]]:
+) -> dict[str, _Range]:
     """Every store gets start..end; both within each store's earliest and current local date."""
     start, end = request.start_date, request.end_date
     if start is None or end is None:
@@ -225,7 +262,7 @@ def _backfill_dates(
     if end < start:
         problems.append(f"end_date {end} is before start_date {start}")
         return {}
-    dates_by_store: dict[str, tuple[date, ...]] = {}
+    ranges: dict[str, _Range] = {}
     for store in stores:
         today = today_of(store)
         if start < store.earliest_ds:
@@ -237,30 +274,30 @@ def _backfill_dates(
                 f"end_date {end} is after {store.store_id}'s current local date {today} "
                 f"({store.timezone})"
             )
-        dates_by_store[store.store_id] = tuple(_days(start, end))
-    return dates_by_store
+        ranges[store.store_id] = (start, end)
+    return ranges
 
 
-def _catch_up_dates(
+def _catch_up_ranges(
     request: CatchUpRequest,
     stores: list[Store],
     today_of: Callable[[Store], date],
     problems: list[str],
-) -> dict[str, tuple[date, ...]]:
-    """Each store's last ``lookback_days`` complete local days, none before its earliest date."""
-    if request.lookback_days < 1:
-        problems.append(f"lookback_days must be at least 1, got {request.lookback_days}")
-        return {}
-    return {
-        store.store_id: tuple(
-            ds
-            for ds in last_complete_days(
-                store.timezone, request.lookback_days, today=today_of(store)
-            )
-            if ds >= store.earliest_ds
+) -> dict[str, _Range]:
+    """Each store's last ``lookback_days`` complete local days, none before its earliest date
+    (the days core.windows.last_complete_days gives, as a range)."""
+    if not 1 <= request.lookback_days <= MAX_LOOKBACK_DAYS:
+        problems.append(
+            f"lookback_days must be between 1 and {MAX_LOOKBACK_DAYS} (about ten years; "
+            f"older days are a backfill's job), got {request.lookback_days}"
         )
-        for store in stores
-    }
+        return {}
+    ranges: dict[str, _Range] = {}
+    for store in stores:
+        today = today_of(store)
+        first = max(today - timedelta(days=request.lookback_days), store.earliest_ds)
+        ranges[store.store_id] = (first, today - timedelta(days=1))
+    return ranges
 
 
 def _days(first: date, last: date) -> list[date]:

@@ -14,7 +14,7 @@ all take it from here, through clickstream.source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -27,8 +27,41 @@ UTC_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # How far before window_start a build reads. It must be at least the session gap
 # (dbt var session_gap_minutes, 30): then the true start of every session that continues into
-# the window is seen. dbt checks this at compile time; tests/unit/test_windows.py checks it too.
+# the window is seen. dbt checks this at compile time, in every build; session_gap_problem below
+# checks it before anything is submitted (resolve_request, from dbt_project.yml's vars), and
+# tests/unit/test_source.py checks the committed project.
 SESSION_LOOKBACK = timedelta(minutes=60)
+
+# The dbt project var (dbt/dbt_project.yml) that SESSION_LOOKBACK must cover.
+SESSION_GAP_VAR = "session_gap_minutes"
+
+
+def session_gap_problem(dbt_vars: Mapping[str, object]) -> str | None:
+    """What is wrong with the dbt project's session gap, given its vars; None if nothing.
+
+    A gap longer than SESSION_LOOKBACK makes every build refuse its partition spec (dbt checks
+    it at compile time, in each child run, after dispatch and with retries); checked here
+    before anything is submitted instead. Values as dbt reads them (``var(...) | int``)."""
+    lookback = int(SESSION_LOOKBACK.total_seconds() // 60)
+    where = f"dbt var {SESSION_GAP_VAR} (dbt/dbt_project.yml)"
+    if SESSION_GAP_VAR not in dbt_vars:
+        return f"{where} is not set; set it to at most the session lookback of {lookback} minutes"
+    value = dbt_vars[SESSION_GAP_VAR]
+    try:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        gap = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return f"{where} must be a whole number of minutes, got {value!r}"
+    if gap < 1:
+        return f"{where} must be at least 1 minute, got {gap}"
+    if timedelta(minutes=gap) > SESSION_LOOKBACK:
+        return (
+            f"{where} is {gap} minutes, longer than the session lookback of {lookback} minutes "
+            "(SESSION_LOOKBACK in clickstream/core/windows.py): every build would refuse its "
+            f"partitions; lower {SESSION_GAP_VAR} to at most {lookback} or raise SESSION_LOOKBACK"
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ async def run_backfill(
     *,
     dry_run: bool = False,
     pause_store_schedules: bool = False,
-    child_timeout_seconds: float = 3600.0,
+    child_timeout_seconds: float | None = None,
     orchestrator_run_id: str | None = None,
 ) -> Outcome:
     logger = get_run_logger()
@@ -91,7 +91,11 @@ async def run_backfill(
                 snapshot,
                 selected,
                 orchestrator_run_id=orchestrator_run_id,
-                child_timeout_seconds=child_timeout_seconds,
+                child_timeout_seconds=(
+                    request.child_timeout_minutes * 60.0
+                    if child_timeout_seconds is None
+                    else child_timeout_seconds
+                ),
                 logger=logger,
                 deployments=deployed,
             )

@@ -10,6 +10,7 @@ from datetime import datetime
 from prefect.client.orchestration import PrefectClient, get_client
 
 from clickstream.adapters import ledger
+from clickstream.adapters.dbt.project import project_vars
 from clickstream.adapters.landing import fingerprints
 from clickstream.adapters.prefect_api import (
     read_active_store_runs,
@@ -137,7 +138,9 @@ async def plan(
         if for_status:  # a status view needs no limit and dispatches nothing
             limit = limit or 1
             request = replace(request, max_parallel=1)
-        resolved = resolve_request(request, registry, global_limit=limit)
+        # The dbt project's session gap too (not for a status view: it builds nothing).
+        dbt_vars = None if for_status else project_vars()
+        resolved = resolve_request(request, registry, global_limit=limit, dbt_vars=dbt_vars)
         snapshot = await take_snapshot(client, resolved)
         selected = select_partitions(snapshot.states, resolved.reprocess)
         return resolved, snapshot, selected
