@@ -54,11 +54,10 @@ from bench.analysis import (
 )
 from clickstream.adapters import ledger
 from clickstream.core.stores import Store
-from clickstream.deploy.prefect_yaml import deployment_full_name
 from clickstream.local import logwatch
 from clickstream.local.scratch import TIMEZONES, make_project
 from clickstream.local.stack import Stack, StackConfig, client_env, free_port
-from clickstream.names import DBT_FLOW_NAME, orchestrator_full_name
+from clickstream.names import DBT_FLOW_NAME, orchestrator_full_name, store_deployment
 
 BIN = Path(sys.executable).parent
 # name -> days_per_run (None: the seed pattern)
@@ -239,7 +238,7 @@ async def run_seed(stores: list[Store], start: date, end: date) -> None:
         async with sem:
             return await submit_one(deployment, ds)
 
-    deployments = [deployment_full_name(s) for s in stores]
+    deployments = [store_deployment(s.store_id) for s in stores]
     await asyncio.gather(*(with_sem(dep, d) for dep in deployments for d in dates))
 
 
@@ -395,7 +394,7 @@ def mode_runs(
 
         async def one(mode=mode):
             run = await run_deployment(
-                deployment_full_name(store),
+                store_deployment(store.store_id),
                 parameters={
                     "store_id": store.store_id,
                     "ds": ds.isoformat(),

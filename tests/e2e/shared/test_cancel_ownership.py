@@ -137,14 +137,14 @@ def test_a_short_child_timeout_does_not_time_out_an_adopted_run(e2e):
                     "start_date": str(day),
                     "end_date": str(day),
                     "stores": [store],
-                    "child_timeout_minutes": 0,
+                    "child_timeout_minutes": 1,  # the least the form allows
                 },
                 timeout=0,
             )
             return run.id
 
         b = e2e.api(start_b)
-        # B adopts A's child and, past its timeout of 0 minutes, says it will not time it out.
+        # B adopts A's child and, past its timeout of 1 minute, says it will not time it out.
         wait_for(
             lambda: _logged(e2e, b, "adopted runs are not timed out by this backfill"),
             timeout=240,

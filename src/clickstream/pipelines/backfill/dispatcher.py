@@ -29,7 +29,7 @@ from clickstream.core.in_flight import InFlight, on_exit, timeouts
 from clickstream.core.lanes import LaneScheduler, build_lanes
 from clickstream.core.requests import ResolvedRequest
 from clickstream.core.states import POLICY_STATES, Batch, PartitionKey, PartitionState
-from clickstream.names import DBT_FLOW_NAME
+from clickstream.names import store_deployment
 from clickstream.pipelines.backfill.occupancy import NOT_OURS, runs_occupying
 from clickstream.pipelines.backfill.snapshot import Snapshot
 
@@ -216,7 +216,7 @@ class Dispatcher:
     ) -> None:
         run = await with_api_retries(
             lambda: run_deployment(
-                name=f"{DBT_FLOW_NAME}/{sid}",
+                name=store_deployment(sid),
                 parameters=child_parameters(sid, batch),
                 timeout=0,
                 as_subflow=True,
