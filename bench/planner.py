@@ -85,7 +85,8 @@ def setup(root: Path, stores: int, start: date, end: date) -> dict:
     from clickstream.adapters import landing as source
     from clickstream.adapters import ledger
     from clickstream.adapters.landing import RAW_COLUMN_NAMES, RAW_COLUMNS
-    from clickstream.core.windows import partition_windows
+    from clickstream.core.fingerprints import FINGERPRINT_VERSION
+    from clickstream.core.windows import landing_days, partition_windows
 
     t0 = time.perf_counter()
     os.environ.update(_env(root))
@@ -117,7 +118,7 @@ def setup(root: Path, stores: int, start: date, end: date) -> dict:
             n += 1
             events, sessions = 1000 + n % 97, 100 + n % 13
             files = source.landing_files(
-                landing, store.store_id, source.landing_days(store, w.input_start, w.input_end)
+                landing, store.store_id, landing_days(store, w.input_start, w.input_end)
             )
             run_id = str(uuid.uuid4())
             status = "failed" if n % 7 == 0 else "completed"
@@ -127,7 +128,7 @@ def setup(root: Path, stores: int, start: date, end: date) -> dict:
                     "ds": w.ds,
                     "status": status,
                     "flow_run_id": run_id,
-                    "fingerprint": f"{source.FINGERPRINT_VERSION}:{events}:{n * 7919}",
+                    "fingerprint": f"{FINGERPRINT_VERSION}:{events}:{n * 7919}",
                     "source_files": source.files_token(files),
                     "events": events if status == "completed" else None,
                     "sessions": sessions if status == "completed" else None,
